@@ -1,0 +1,32 @@
+//! Compiles `proto/` with protox (pure Rust, so no system `protoc` is needed) and generates the tonic
+//! server and client. Also writes the encoded descriptor set that gRPC server reflection serves.
+
+use std::{env, fs, path::PathBuf};
+
+const PROTO_ROOT: &str = "proto";
+const PROTO_FILES: &[&str] = &[
+    "proto/clerk/bridge/v1/service.proto",
+    "proto/clerk/bridge/v1/events.proto",
+    "proto/clerk/bridge/v1/user.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed={PROTO_ROOT}");
+    let mut compiler = protox::Compiler::new([PROTO_ROOT])?;
+    // Imports (google/protobuf/*) must be in the set: code generation panics without them, and
+    // reflection clients need them to resolve field types.
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(PROTO_FILES)?;
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(
+        out_dir.join("clerk_bridge_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(compiler.file_descriptor_set())?;
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! Lenient accessors over Clerk's JSON.
+//!
+//! Clerk's published examples drift from its schemas, and a verified webhook must never be rejected
+//! for the shape of one field. So every accessor here is total: a missing field, a `null` and a value
+//! of the wrong type all give the same "absent" answer (`None`, `false`, an empty string or an empty
+//! list, depending on whether the proto field can say "unknown"). Nothing here panics.
+//!
+//! Invariants:
+//! - `opt_*` accessors never turn "unknown" into an empty string or zero: absent means `None`.
+//! - Timestamps are Clerk's int64 milliseconds; values outside protobuf's `Timestamp` range
+//!   (years 1 to 9999) are absent rather than wrapped, and `nanos` is always in `0..1_000_000_000`.
+//! - JSON nested deeper than [`MAX_STRUCT_DEPTH`] is cut off (replaced by `null`) when converted to
+//!   a `google.protobuf.Struct`, so the converter's recursion is bounded and the resulting message
+//!   stays decodable under protobuf's usual recursion limit of 100. The verbatim body keeps it all.
+
+use prost_types::{ListValue, Struct, Timestamp, value::Kind};
+use serde_json::{Map, Value};
+
+/// A JSON object, as `serde_json` parses it.
+pub(crate) type Object = Map<String, Value>;
+
+/// How many levels of objects and arrays below a top-level `Struct` (or `Value`) are converted.
+///
+/// Each JSON object level costs three protobuf message levels (map entry, `Value`, `Struct`), and
+/// the deepest `Struct` field sits five messages below the wire message (`SubscribeResponse` →
+/// `Event` → `UserEvent` → `User` → account → `Struct`). Decoders such as prost and protobuf-C++
+/// refuse more than 100 nested messages; 5 + 3 × 24 + 2 = 79 leaves room for wrappers. A test in
+/// the parent module round-trips the deepest case through prost.
+pub(crate) const MAX_STRUCT_DEPTH: usize = 24;
+
+/// Smallest `Timestamp.seconds` protobuf allows: 0001-01-01T00:00:00Z.
+const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+
+/// Largest `Timestamp.seconds` protobuf allows: 9999-12-31T23:59:59Z.
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
+/// The string at `key`, or `None` when it is missing, `null` or not a string.
+pub(crate) fn opt_string(obj: &Object, key: &str) -> Option<String> {
+    obj.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The string at `key`, or an empty string when it is missing, `null` or not a string.
+///
+/// Only for proto fields that are plain `string` (where empty already means "unset").
+pub(crate) fn string_or_empty(obj: &Object, key: &str) -> String {
+    opt_string(obj, key).unwrap_or_default()
+}
+
+/// The bool at `key`, or `None` when it is missing, `null` or not a bool.
+pub(crate) fn opt_bool(obj: &Object, key: &str) -> Option<bool> {
+    obj.get(key).and_then(Value::as_bool)
+}
+
+/// The bool at `key`, or `false` when it is missing, `null` or not a bool.
+pub(crate) fn bool_or_false(obj: &Object, key: &str) -> bool {
+    opt_bool(obj, key).unwrap_or(false)
+}
+
+/// The integer at `key`, or `None` when it is missing, `null`, not an integer, or outside `i64`.
+///
+/// Floats are refused even when they have no fraction: Clerk sends integers as integers.
+pub(crate) fn opt_i64(obj: &Object, key: &str) -> Option<i64> {
+    obj.get(key).and_then(Value::as_i64)
+}
+
+/// The millisecond timestamp at `key` as a `Timestamp`, or `None` when it is absent or unusable.
+///
+/// See [`timestamp_from_millis`] for the range rules.
+pub(crate) fn timestamp_ms(obj: &Object, key: &str) -> Option<Timestamp> {
+    opt_i64(obj, key).and_then(timestamp_from_millis)
+}
+
+/// Converts milliseconds since the Unix epoch (negative = before it) into a `Timestamp`.
+///
+/// Returns `None` when the instant lies outside protobuf's `Timestamp` range (years 1 to 9999).
+/// Euclidean division keeps `nanos` in `0..1_000_000_000` for negative inputs.
+pub(crate) fn timestamp_from_millis(millis: i64) -> Option<Timestamp> {
+    let seconds = millis.checked_div_euclid(1000)?;
+    if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&seconds) {
+        return None;
+    }
+    let sub_millis = millis.checked_rem_euclid(1000)?;
+    let nanos = i32::try_from(sub_millis).ok()?.checked_mul(1_000_000)?;
+    Some(Timestamp { seconds, nanos })
+}
+
+/// The object at `key`, or `None` when it is missing, `null` or not an object.
+pub(crate) fn opt_object<'a>(obj: &'a Object, key: &str) -> Option<&'a Object> {
+    obj.get(key).and_then(Value::as_object)
+}
+
+/// The object at `key` as a `Struct`, or `None` when it is missing, `null` or not an object.
+pub(crate) fn opt_struct(obj: &Object, key: &str) -> Option<Struct> {
+    let value = obj.get(key).filter(|value| value.is_object())?;
+    match proto_value(value).kind {
+        Some(Kind::StructValue(fields)) => Some(fields),
+        _ => None,
+    }
+}
+
+/// Maps every object in the array at `key` with `convert`, in order.
+///
+/// Elements that are not objects are skipped; a missing or non-array field gives an empty list.
+pub(crate) fn objects<T>(obj: &Object, key: &str, convert: impl Fn(&Object) -> T) -> Vec<T> {
+    let Some(items) = obj.get(key).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(Value::as_object)
+        .map(convert)
+        .collect()
+}
+
+/// Converts any JSON value into a `google.protobuf.Value`.
+///
+/// Numbers become `f64` (as `Struct` requires). Objects and arrays nested more than
+/// [`MAX_STRUCT_DEPTH`] levels below `value` become `null`, which bounds the recursion.
+pub(crate) fn proto_value(value: &Value) -> prost_types::Value {
+    value_at_depth(value, 0)
+}
+
+/// Converts `map` into a `Struct` whose fields sit `depth` levels below the top.
+fn struct_at_depth(map: &Object, depth: usize) -> Struct {
+    let fields = map
+        .iter()
+        .map(|(key, value)| (key.clone(), value_at_depth(value, depth)))
+        .collect();
+    Struct { fields }
+}
+
+/// Converts `value`, found `depth` container levels below the top, into a `google.protobuf.Value`.
+fn value_at_depth(value: &Value, depth: usize) -> prost_types::Value {
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        // Without serde_json's `arbitrary_precision`, `as_f64` is always `Some`; null is a fallback.
+        Value::Number(n) => n.as_f64().map_or(Kind::NullValue(0), Kind::NumberValue),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(_) | Value::Object(_) if depth > MAX_STRUCT_DEPTH => Kind::NullValue(0),
+        Value::Array(items) => Kind::ListValue(list_at_depth(items, depth + 1)),
+        Value::Object(map) => Kind::StructValue(struct_at_depth(map, depth + 1)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// Converts `items` into a `ListValue` whose elements sit `depth` levels below the top.
+fn list_at_depth(items: &[Value], depth: usize) -> ListValue {
+    let values = items
+        .iter()
+        .map(|item| value_at_depth(item, depth))
+        .collect();
+    ListValue { values }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Unwraps a `json!` literal that is known to be an object.
+    fn object(value: Value) -> Object {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn strings_are_absent_unless_strings() {
+        let obj = object(json!({"s": "x", "empty": "", "n": 5, "null": null, "o": {}}));
+        assert_eq!(opt_string(&obj, "s").as_deref(), Some("x"));
+        assert_eq!(opt_string(&obj, "empty").as_deref(), Some(""));
+        for key in ["n", "null", "o", "missing"] {
+            assert_eq!(opt_string(&obj, key), None, "{key}");
+            assert_eq!(string_or_empty(&obj, key), "", "{key}");
+        }
+        assert_eq!(string_or_empty(&obj, "s"), "x");
+    }
+
+    #[test]
+    fn bools_are_false_unless_bools() {
+        let obj = object(json!({"t": true, "f": false, "s": "true", "n": 1, "null": null}));
+        assert!(bool_or_false(&obj, "t"));
+        assert_eq!(opt_bool(&obj, "f"), Some(false));
+        for key in ["s", "n", "null", "missing"] {
+            assert!(!bool_or_false(&obj, key), "{key}");
+            assert_eq!(opt_bool(&obj, key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn integers_must_fit_i64() {
+        let obj = object(json!({
+            "i": -7, "max": i64::MAX, "big": u64::MAX, "f": 1.5, "whole": 2.0, "s": "3", "null": null
+        }));
+        assert_eq!(opt_i64(&obj, "i"), Some(-7));
+        assert_eq!(opt_i64(&obj, "max"), Some(i64::MAX));
+        for key in ["big", "f", "whole", "s", "null", "missing"] {
+            assert_eq!(opt_i64(&obj, key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn millis_become_timestamps() {
+        let ts = |seconds, nanos| Some(Timestamp { seconds, nanos });
+        assert_eq!(timestamp_from_millis(0), ts(0, 0));
+        assert_eq!(
+            timestamp_from_millis(1_716_883_200_123),
+            ts(1_716_883_200, 123_000_000)
+        );
+        assert_eq!(timestamp_from_millis(-1), ts(-1, 999_000_000));
+        assert_eq!(timestamp_from_millis(-1000), ts(-1, 0));
+        assert_eq!(timestamp_from_millis(-1001), ts(-2, 999_000_000));
+    }
+
+    #[test]
+    fn out_of_range_millis_are_absent() {
+        assert_eq!(timestamp_from_millis(i64::MAX), None);
+        assert_eq!(timestamp_from_millis(i64::MIN), None);
+        assert_eq!(
+            timestamp_from_millis((MAX_TIMESTAMP_SECONDS + 1) * 1000),
+            None
+        );
+        assert_eq!(
+            timestamp_from_millis((MIN_TIMESTAMP_SECONDS - 1) * 1000),
+            None
+        );
+        let last = timestamp_from_millis(MAX_TIMESTAMP_SECONDS * 1000 + 999);
+        assert_eq!(last.map(|t| t.seconds), Some(MAX_TIMESTAMP_SECONDS));
+        let first = timestamp_from_millis(MIN_TIMESTAMP_SECONDS * 1000);
+        assert_eq!(first.map(|t| t.seconds), Some(MIN_TIMESTAMP_SECONDS));
+    }
+
+    #[test]
+    fn timestamp_fields_are_lenient() {
+        let obj = object(json!({"ms": 1_500, "s": "yesterday", "f": 1.5e12, "null": null}));
+        assert_eq!(
+            timestamp_ms(&obj, "ms"),
+            Some(Timestamp {
+                seconds: 1,
+                nanos: 500_000_000
+            })
+        );
+        for key in ["s", "f", "null", "missing"] {
+            assert_eq!(timestamp_ms(&obj, key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn structs_convert_every_json_kind() {
+        let obj = object(
+            json!({"m": {"n": 1, "f": 2.5, "s": "x", "b": true, "z": null,
+                                       "l": [1, "a", {"k": false}], "o": {"deep": "yes"}}}),
+        );
+        let s = opt_struct(&obj, "m").expect("m is an object");
+        let kind = |key: &str| s.fields[key].kind.clone();
+        assert_eq!(kind("n"), Some(Kind::NumberValue(1.0)));
+        assert_eq!(kind("f"), Some(Kind::NumberValue(2.5)));
+        assert_eq!(kind("s"), Some(Kind::StringValue("x".into())));
+        assert_eq!(kind("b"), Some(Kind::BoolValue(true)));
+        assert_eq!(kind("z"), Some(Kind::NullValue(0)));
+        let Some(Kind::ListValue(list)) = kind("l") else {
+            panic!("l is not a list")
+        };
+        assert_eq!(list.values.len(), 3);
+        assert_eq!(list.values[1].kind, Some(Kind::StringValue("a".into())));
+        let Some(Kind::StructValue(inner)) = &list.values[2].kind else {
+            panic!("not a struct")
+        };
+        assert_eq!(inner.fields["k"].kind, Some(Kind::BoolValue(false)));
+        let Some(Kind::StructValue(o)) = kind("o") else {
+            panic!("o is not a struct")
+        };
+        assert_eq!(o.fields["deep"].kind, Some(Kind::StringValue("yes".into())));
+    }
+
+    #[test]
+    fn structs_are_absent_unless_objects() {
+        let obj = object(json!({"s": "x", "l": [], "null": null, "e": {}}));
+        for key in ["s", "l", "null", "missing"] {
+            assert_eq!(opt_struct(&obj, key), None, "{key}");
+        }
+        assert_eq!(opt_struct(&obj, "e"), Some(Struct::default()));
+    }
+
+    /// Builds `{"a": {"a": ... {"a": "leaf"}}}` with `levels` objects.
+    fn nested(levels: usize) -> Value {
+        (0..levels).fold(json!("leaf"), |inner, _| json!({ "a": inner }))
+    }
+
+    /// How many `Struct` levels the converted value has before it stops.
+    fn struct_levels(mut value: &prost_types::Value) -> usize {
+        let mut levels = 0;
+        while let Some(Kind::StructValue(s)) = &value.kind {
+            levels += 1;
+            value = &s.fields["a"];
+        }
+        levels
+    }
+
+    /// The value under the innermost `Struct`'s `a` field.
+    fn innermost(mut value: &prost_types::Value) -> &prost_types::Value {
+        while let Some(Kind::StructValue(s)) = &value.kind {
+            value = &s.fields["a"];
+        }
+        value
+    }
+
+    #[test]
+    fn deep_nesting_is_cut_at_the_limit() {
+        let fits = proto_value(&nested(MAX_STRUCT_DEPTH + 1));
+        assert_eq!(struct_levels(&fits), MAX_STRUCT_DEPTH + 1);
+        let Some(Kind::StringValue(leaf)) = innermost(&fits).kind.clone() else {
+            panic!("the leaf was cut although it fits")
+        };
+        assert_eq!(leaf, "leaf");
+        // Far past serde_json's own parse limit of 128, as a hand-built value could be.
+        let deep = proto_value(&nested(1_000));
+        assert_eq!(struct_levels(&deep), MAX_STRUCT_DEPTH + 1);
+        assert_eq!(innermost(&deep).kind, Some(Kind::NullValue(0)));
+    }
+
+    #[test]
+    fn arrays_of_objects_skip_other_elements() {
+        let obj =
+            object(json!({"l": [{"id": "a"}, 1, null, "x", [], {"id": "b"}], "o": {"id": "c"}}));
+        let ids = |key| objects(&obj, key, |o| string_or_empty(o, "id"));
+        assert_eq!(ids("l"), ["a", "b"]);
+        assert!(ids("o").is_empty());
+        assert!(ids("missing").is_empty());
+    }
+}

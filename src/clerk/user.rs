@@ -1,0 +1,707 @@
+//! Conversion of Clerk's user JSON (`data` of `user.*` events) into the typed proto messages.
+//!
+//! Every proto field is read from the Clerk JSON field of the same `snake_case` name, through the
+//! lenient accessors in [`super::json`]: a missing, `null` or wrongly typed field leaves the proto
+//! field absent (or at its default for non-optional scalars) and never fails the conversion.
+//! All `*_at` fields are Clerk's int64 milliseconds, converted to `Timestamp`s.
+//!
+//! The conversion keeps Clerk's order of list entries. The primary email address is the entry whose
+//! id equals `primary_email_address_id`, not necessarily the first, so nothing here reorders lists.
+
+use super::json::{
+    Object, bool_or_false, objects, opt_bool, opt_i64, opt_object, opt_string, opt_struct,
+    string_or_empty, timestamp_ms,
+};
+use crate::proto::{
+    DeletedUser, EmailAddress, EnterpriseAccount, ExternalAccount, IdentificationLink, Passkey,
+    PhoneNumber, SamlAccount, SsoConnection, User, Verification, Web3Wallet,
+};
+
+/// Converts the `data` object of a `user.created` or `user.updated` event into a [`User`].
+pub(crate) fn user_from_json(data: &Object) -> User {
+    let user = User {
+        id: string_or_empty(data, "id"),
+        external_id: opt_string(data, "external_id"),
+        username: opt_string(data, "username"),
+        first_name: opt_string(data, "first_name"),
+        last_name: opt_string(data, "last_name"),
+        locale: opt_string(data, "locale"),
+        image_url: opt_string(data, "image_url"),
+        has_image: bool_or_false(data, "has_image"),
+        public_metadata: opt_struct(data, "public_metadata"),
+        private_metadata: opt_struct(data, "private_metadata"),
+        unsafe_metadata: opt_struct(data, "unsafe_metadata"),
+        birthday: opt_string(data, "birthday"),
+        gender: opt_string(data, "gender"),
+        profile_image_url: opt_string(data, "profile_image_url"),
+        ..User::default()
+    };
+    let user = with_identifiers(data, user);
+    let user = with_security(data, user);
+    with_activity(data, user)
+}
+
+/// Converts the `data` object of a `user.deleted` event into a [`DeletedUser`].
+pub(crate) fn deleted_user_from_json(data: &Object) -> DeletedUser {
+    DeletedUser {
+        id: string_or_empty(data, "id"),
+        external_id: opt_string(data, "external_id"),
+    }
+}
+
+/// Fills the user's identifiers and linked accounts: primary ids and every list.
+fn with_identifiers(data: &Object, user: User) -> User {
+    User {
+        primary_email_address_id: opt_string(data, "primary_email_address_id"),
+        primary_phone_number_id: opt_string(data, "primary_phone_number_id"),
+        primary_web3_wallet_id: opt_string(data, "primary_web3_wallet_id"),
+        email_addresses: objects(data, "email_addresses", email_address),
+        phone_numbers: objects(data, "phone_numbers", phone_number),
+        web3_wallets: objects(data, "web3_wallets", web3_wallet),
+        passkeys: objects(data, "passkeys", passkey),
+        external_accounts: objects(data, "external_accounts", external_account),
+        saml_accounts: objects(data, "saml_accounts", saml_account),
+        enterprise_accounts: objects(data, "enterprise_accounts", enterprise_account),
+        ..user
+    }
+}
+
+/// Fills the user's sign-in security settings: factors, bans, lockouts and permissions.
+fn with_security(data: &Object, user: User) -> User {
+    User {
+        password_enabled: bool_or_false(data, "password_enabled"),
+        two_factor_enabled: bool_or_false(data, "two_factor_enabled"),
+        totp_enabled: bool_or_false(data, "totp_enabled"),
+        backup_code_enabled: bool_or_false(data, "backup_code_enabled"),
+        mfa_enabled_at: timestamp_ms(data, "mfa_enabled_at"),
+        mfa_disabled_at: timestamp_ms(data, "mfa_disabled_at"),
+        banned: bool_or_false(data, "banned"),
+        locked: bool_or_false(data, "locked"),
+        lockout_expires_in_seconds: opt_i64(data, "lockout_expires_in_seconds"),
+        verification_attempts_remaining: opt_i64(data, "verification_attempts_remaining"),
+        delete_self_enabled: bool_or_false(data, "delete_self_enabled"),
+        create_organization_enabled: bool_or_false(data, "create_organization_enabled"),
+        create_organizations_limit: opt_i64(data, "create_organizations_limit"),
+        ..user
+    }
+}
+
+/// Fills the user's lifecycle and activity times.
+fn with_activity(data: &Object, user: User) -> User {
+    User {
+        last_sign_in_at: timestamp_ms(data, "last_sign_in_at"),
+        created_at: timestamp_ms(data, "created_at"),
+        updated_at: timestamp_ms(data, "updated_at"),
+        last_active_at: timestamp_ms(data, "last_active_at"),
+        legal_accepted_at: timestamp_ms(data, "legal_accepted_at"),
+        ..user
+    }
+}
+
+/// The `verification` object of `obj`, or `None` when Clerk sends null or something else.
+fn verification_of(obj: &Object) -> Option<Verification> {
+    opt_object(obj, "verification").map(verification)
+}
+
+/// Converts a verification object.
+fn verification(obj: &Object) -> Verification {
+    Verification {
+        status: string_or_empty(obj, "status"),
+        strategy: opt_string(obj, "strategy"),
+        attempts: opt_i64(obj, "attempts"),
+        expire_at: timestamp_ms(obj, "expire_at"),
+        external_verification_redirect_url: opt_string(obj, "external_verification_redirect_url"),
+    }
+}
+
+/// Converts one entry of a `linked_to` list.
+fn identification_link(obj: &Object) -> IdentificationLink {
+    IdentificationLink {
+        r#type: string_or_empty(obj, "type"),
+        id: string_or_empty(obj, "id"),
+    }
+}
+
+/// Converts one entry of `email_addresses`.
+fn email_address(obj: &Object) -> EmailAddress {
+    EmailAddress {
+        id: string_or_empty(obj, "id"),
+        email_address: string_or_empty(obj, "email_address"),
+        reserved: bool_or_false(obj, "reserved"),
+        verification: verification_of(obj),
+        linked_to: objects(obj, "linked_to", identification_link),
+        matches_sso_connection: opt_bool(obj, "matches_sso_connection"),
+        created_at: timestamp_ms(obj, "created_at"),
+        updated_at: timestamp_ms(obj, "updated_at"),
+    }
+}
+
+/// Converts one entry of `phone_numbers`.
+fn phone_number(obj: &Object) -> PhoneNumber {
+    PhoneNumber {
+        id: string_or_empty(obj, "id"),
+        phone_number: string_or_empty(obj, "phone_number"),
+        reserved_for_second_factor: bool_or_false(obj, "reserved_for_second_factor"),
+        default_second_factor: bool_or_false(obj, "default_second_factor"),
+        reserved: bool_or_false(obj, "reserved"),
+        verification: verification_of(obj),
+        linked_to: objects(obj, "linked_to", identification_link),
+        created_at: timestamp_ms(obj, "created_at"),
+        updated_at: timestamp_ms(obj, "updated_at"),
+    }
+}
+
+/// Converts one entry of `web3_wallets`.
+fn web3_wallet(obj: &Object) -> Web3Wallet {
+    Web3Wallet {
+        id: string_or_empty(obj, "id"),
+        web3_wallet: string_or_empty(obj, "web3_wallet"),
+        verification: verification_of(obj),
+        created_at: timestamp_ms(obj, "created_at"),
+        updated_at: timestamp_ms(obj, "updated_at"),
+    }
+}
+
+/// Converts one entry of `passkeys`.
+fn passkey(obj: &Object) -> Passkey {
+    Passkey {
+        id: string_or_empty(obj, "id"),
+        name: string_or_empty(obj, "name"),
+        last_used_at: timestamp_ms(obj, "last_used_at"),
+        verification: verification_of(obj),
+    }
+}
+
+/// Converts one entry of `external_accounts` (an OAuth account).
+fn external_account(obj: &Object) -> ExternalAccount {
+    ExternalAccount {
+        id: string_or_empty(obj, "id"),
+        provider: string_or_empty(obj, "provider"),
+        identification_id: opt_string(obj, "identification_id"),
+        provider_user_id: opt_string(obj, "provider_user_id"),
+        approved_scopes: opt_string(obj, "approved_scopes"),
+        email_address: opt_string(obj, "email_address"),
+        first_name: opt_string(obj, "first_name"),
+        last_name: opt_string(obj, "last_name"),
+        image_url: opt_string(obj, "image_url"),
+        username: opt_string(obj, "username"),
+        phone_number: opt_string(obj, "phone_number"),
+        public_metadata: opt_struct(obj, "public_metadata"),
+        label: opt_string(obj, "label"),
+        verification: verification_of(obj),
+        created_at: timestamp_ms(obj, "created_at"),
+        updated_at: timestamp_ms(obj, "updated_at"),
+    }
+}
+
+/// Converts one entry of `saml_accounts`.
+fn saml_account(obj: &Object) -> SamlAccount {
+    SamlAccount {
+        id: string_or_empty(obj, "id"),
+        provider: string_or_empty(obj, "provider"),
+        active: bool_or_false(obj, "active"),
+        email_address: opt_string(obj, "email_address"),
+        first_name: opt_string(obj, "first_name"),
+        last_name: opt_string(obj, "last_name"),
+        provider_user_id: opt_string(obj, "provider_user_id"),
+        public_metadata: opt_struct(obj, "public_metadata"),
+        verification: verification_of(obj),
+        saml_connection: opt_object(obj, "saml_connection").map(sso_connection),
+    }
+}
+
+/// Converts one entry of `enterprise_accounts`.
+fn enterprise_account(obj: &Object) -> EnterpriseAccount {
+    EnterpriseAccount {
+        id: string_or_empty(obj, "id"),
+        protocol: opt_string(obj, "protocol"),
+        provider: string_or_empty(obj, "provider"),
+        active: bool_or_false(obj, "active"),
+        email_address: opt_string(obj, "email_address"),
+        first_name: opt_string(obj, "first_name"),
+        last_name: opt_string(obj, "last_name"),
+        provider_user_id: opt_string(obj, "provider_user_id"),
+        public_metadata: opt_struct(obj, "public_metadata"),
+        verification: verification_of(obj),
+        enterprise_connection: opt_object(obj, "enterprise_connection").map(sso_connection),
+        last_authenticated_at: timestamp_ms(obj, "last_authenticated_at"),
+    }
+}
+
+/// Converts a `saml_connection` or `enterprise_connection` object.
+fn sso_connection(obj: &Object) -> SsoConnection {
+    SsoConnection {
+        id: string_or_empty(obj, "id"),
+        name: string_or_empty(obj, "name"),
+        domain: opt_string(obj, "domain"),
+        active: bool_or_false(obj, "active"),
+        provider: opt_string(obj, "provider"),
+        protocol: opt_string(obj, "protocol"),
+        sync_user_attributes: opt_bool(obj, "sync_user_attributes"),
+        created_at: timestamp_ms(obj, "created_at"),
+        updated_at: timestamp_ms(obj, "updated_at"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost_types::{Struct, Timestamp, Value as ProtoValue, value::Kind};
+    use serde_json::{Value, json};
+
+    /// Unwraps a `json!` literal that is known to be an object.
+    fn object(value: Value) -> Object {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    /// The `Timestamp` for `millis` milliseconds since the epoch (test values are all positive).
+    fn ts(millis: i64) -> Option<Timestamp> {
+        Some(Timestamp {
+            seconds: millis / 1000,
+            nanos: i32::try_from(millis % 1000).unwrap() * 1_000_000,
+        })
+    }
+
+    /// A `Struct` with string fields.
+    fn strings(fields: &[(&str, &str)]) -> Option<Struct> {
+        let fields = fields.iter().map(|(k, v)| {
+            let value = ProtoValue {
+                kind: Some(Kind::StringValue((*v).to_owned())),
+            };
+            ((*k).to_owned(), value)
+        });
+        Some(Struct {
+            fields: fields.collect(),
+        })
+    }
+
+    /// A verification object as Clerk sends it, with every field set.
+    fn verification_json(status: &str, strategy: &str, expire_at: i64) -> Value {
+        json!({
+            "object": "verification_email_code", "status": status, "strategy": strategy,
+            "attempts": 1, "expire_at": expire_at,
+            "external_verification_redirect_url": "https://accounts.example.com/continue"
+        })
+    }
+
+    /// The [`Verification`] that [`verification_json`] describes.
+    fn verification_proto(status: &str, strategy: &str, expire_at: i64) -> Option<Verification> {
+        Some(Verification {
+            status: status.into(),
+            strategy: Some(strategy.into()),
+            attempts: Some(1),
+            expire_at: ts(expire_at),
+            external_verification_redirect_url: Some(
+                "https://accounts.example.com/continue".into(),
+            ),
+        })
+    }
+
+    /// A user with every field set: two addresses (the primary is the second), one of each account.
+    ///
+    /// Built from parts because one `json!` literal this big exceeds the macro recursion limit.
+    fn full_user_json() -> Value {
+        let mut user = object(profile_json());
+        for part in [security_json(), identifiers_json(), accounts_json()] {
+            user.extend(object(part));
+        }
+        Value::Object(user)
+    }
+
+    /// The profile part of [`full_user_json`].
+    fn profile_json() -> Value {
+        json!({
+            "object": "user", "id": "user_full", "external_id": "ext_42",
+            "primary_email_address_id": "idn_email_2", "primary_phone_number_id": "idn_phone_1",
+            "primary_web3_wallet_id": "idn_wallet_1", "username": "ada", "first_name": "Ada",
+            "last_name": "Lovelace", "locale": "en-GB", "image_url": "https://img.clerk.com/ada",
+            "has_image": true, "public_metadata": {"role": "admin"},
+            "private_metadata": {"plan": "pro"}, "unsafe_metadata": {"theme": "dark"},
+            "birthday": "1815-12-10", "gender": "female",
+            "profile_image_url": "https://img.clerk.com/ada-old"
+        })
+    }
+
+    /// The security and activity part of [`full_user_json`].
+    fn security_json() -> Value {
+        json!({
+            "password_enabled": true, "two_factor_enabled": true, "totp_enabled": true,
+            "backup_code_enabled": true, "mfa_enabled_at": 24_000, "mfa_disabled_at": 25_000,
+            "last_sign_in_at": 26_000, "banned": true, "locked": true,
+            "lockout_expires_in_seconds": 300, "verification_attempts_remaining": 2,
+            "created_at": 1_716_883_200_000_i64, "updated_at": 1_716_883_500_123_i64,
+            "delete_self_enabled": true, "create_organization_enabled": true,
+            "create_organizations_limit": 3, "last_active_at": 27_000,
+            "legal_accepted_at": 28_000
+        })
+    }
+
+    /// The email addresses, phone numbers, wallets and passkeys of [`full_user_json`].
+    fn identifiers_json() -> Value {
+        json!({
+            "email_addresses": [
+                {"id": "idn_email_1", "object": "email_address", "email_address": "old@example.com",
+                 "reserved": true, "verification": null, "linked_to": [],
+                 "matches_sso_connection": false, "created_at": 1_000, "updated_at": 2_000},
+                {"id": "idn_email_2", "object": "email_address", "email_address": "ada@example.com",
+                 "reserved": false,
+                 "verification": verification_json("verified", "from_oauth_google", 3_000),
+                 "linked_to": [{"type": "oauth_google", "id": "idn_google_1"}],
+                 "matches_sso_connection": true, "created_at": 4_000, "updated_at": 5_000}
+            ],
+            "phone_numbers": [
+                {"id": "idn_phone_1", "object": "phone_number", "phone_number": "+15555550100",
+                 "reserved_for_second_factor": true, "default_second_factor": true, "reserved": true,
+                 "verification": verification_json("verified", "phone_code", 6_000),
+                 "linked_to": [{"type": "oauth_apple", "id": "idn_apple_1"}],
+                 "created_at": 7_000, "updated_at": 8_000}
+            ],
+            "web3_wallets": [
+                {"id": "idn_wallet_1", "object": "web3_wallet", "web3_wallet": "0xabc",
+                 "verification": verification_json("verified", "web3_metamask_signature", 9_000),
+                 "created_at": 10_000, "updated_at": 11_000}
+            ],
+            "passkeys": [
+                {"id": "idn_passkey_1", "object": "passkey", "name": "Laptop",
+                 "last_used_at": 12_000,
+                 "verification": verification_json("verified", "passkey", 13_000)}
+            ]
+        })
+    }
+
+    /// The external, SAML and enterprise accounts of [`full_user_json`].
+    fn accounts_json() -> Value {
+        let external = json!({
+            "id": "eac_1", "object": "google_account", "provider": "oauth_google",
+            "identification_id": "idn_google_1", "provider_user_id": "g-123",
+            "approved_scopes": "email profile", "email_address": "ada@example.com",
+            "first_name": "Ada G", "last_name": "Lovelace G",
+            "image_url": "https://img.example.com/g", "username": "ada_g",
+            "phone_number": "+15555550101", "public_metadata": {"hd": "example.com"},
+            "label": "work",
+            "verification": verification_json("verified", "oauth_google", 14_000),
+            "created_at": 15_000, "updated_at": 16_000
+        });
+        let saml = json!({
+            "id": "samlacc_1", "object": "saml_account", "provider": "saml_okta",
+            "active": true, "email_address": "ada@corp.example", "first_name": "Ada S",
+            "last_name": "Lovelace S", "provider_user_id": "okta-1",
+            "public_metadata": {"dept": "math"},
+            "verification": verification_json("verified", "saml", 17_000),
+            "saml_connection": {
+                "id": "samlc_1", "name": "Okta", "domain": "corp.example", "active": true,
+                "provider": "saml_okta", "sync_user_attributes": true,
+                "created_at": 18_000, "updated_at": 19_000}
+        });
+        let enterprise = json!({
+            "id": "eacc_1", "object": "enterprise_account", "protocol": "oauth",
+            "provider": "oauth_custom_acme", "active": true,
+            "email_address": "ada@acme.example", "first_name": "Ada E",
+            "last_name": "Lovelace E", "provider_user_id": "acme-1",
+            "public_metadata": {"team": "r&d"},
+            "verification": verification_json("verified", "oauth_custom_acme", 20_000),
+            "enterprise_connection": {
+                "id": "ec_1", "name": "Acme SSO", "domain": "acme.example", "active": true,
+                "provider": "oauth_custom_acme", "protocol": "oauth",
+                "sync_user_attributes": false, "created_at": 21_000, "updated_at": 22_000},
+            "last_authenticated_at": 23_000
+        });
+        json!({
+            "external_accounts": [external],
+            "saml_accounts": [saml],
+            "enterprise_accounts": [enterprise]
+        })
+    }
+
+    /// The email addresses [`full_user_json`] carries, in Clerk's order.
+    fn expected_email_addresses() -> Vec<EmailAddress> {
+        vec![
+            EmailAddress {
+                id: "idn_email_1".into(),
+                email_address: "old@example.com".into(),
+                reserved: true,
+                verification: None,
+                linked_to: vec![],
+                matches_sso_connection: Some(false),
+                created_at: ts(1_000),
+                updated_at: ts(2_000),
+            },
+            EmailAddress {
+                id: "idn_email_2".into(),
+                email_address: "ada@example.com".into(),
+                reserved: false,
+                verification: verification_proto("verified", "from_oauth_google", 3_000),
+                linked_to: vec![IdentificationLink {
+                    r#type: "oauth_google".into(),
+                    id: "idn_google_1".into(),
+                }],
+                matches_sso_connection: Some(true),
+                created_at: ts(4_000),
+                updated_at: ts(5_000),
+            },
+        ]
+    }
+
+    /// The phone numbers, wallets and passkeys [`full_user_json`] carries.
+    fn expected_other_identifiers() -> (Vec<PhoneNumber>, Vec<Web3Wallet>, Vec<Passkey>) {
+        let phone = PhoneNumber {
+            id: "idn_phone_1".into(),
+            phone_number: "+15555550100".into(),
+            reserved_for_second_factor: true,
+            default_second_factor: true,
+            reserved: true,
+            verification: verification_proto("verified", "phone_code", 6_000),
+            linked_to: vec![IdentificationLink {
+                r#type: "oauth_apple".into(),
+                id: "idn_apple_1".into(),
+            }],
+            created_at: ts(7_000),
+            updated_at: ts(8_000),
+        };
+        let wallet = Web3Wallet {
+            id: "idn_wallet_1".into(),
+            web3_wallet: "0xabc".into(),
+            verification: verification_proto("verified", "web3_metamask_signature", 9_000),
+            created_at: ts(10_000),
+            updated_at: ts(11_000),
+        };
+        let passkey = Passkey {
+            id: "idn_passkey_1".into(),
+            name: "Laptop".into(),
+            last_used_at: ts(12_000),
+            verification: verification_proto("verified", "passkey", 13_000),
+        };
+        (vec![phone], vec![wallet], vec![passkey])
+    }
+
+    /// The OAuth account [`full_user_json`] carries.
+    fn expected_external_account() -> ExternalAccount {
+        ExternalAccount {
+            id: "eac_1".into(),
+            provider: "oauth_google".into(),
+            identification_id: Some("idn_google_1".into()),
+            provider_user_id: Some("g-123".into()),
+            approved_scopes: Some("email profile".into()),
+            email_address: Some("ada@example.com".into()),
+            first_name: Some("Ada G".into()),
+            last_name: Some("Lovelace G".into()),
+            image_url: Some("https://img.example.com/g".into()),
+            username: Some("ada_g".into()),
+            phone_number: Some("+15555550101".into()),
+            public_metadata: strings(&[("hd", "example.com")]),
+            label: Some("work".into()),
+            verification: verification_proto("verified", "oauth_google", 14_000),
+            created_at: ts(15_000),
+            updated_at: ts(16_000),
+        }
+    }
+
+    /// The SAML account [`full_user_json`] carries.
+    fn expected_saml_account() -> SamlAccount {
+        SamlAccount {
+            id: "samlacc_1".into(),
+            provider: "saml_okta".into(),
+            active: true,
+            email_address: Some("ada@corp.example".into()),
+            first_name: Some("Ada S".into()),
+            last_name: Some("Lovelace S".into()),
+            provider_user_id: Some("okta-1".into()),
+            public_metadata: strings(&[("dept", "math")]),
+            verification: verification_proto("verified", "saml", 17_000),
+            saml_connection: Some(SsoConnection {
+                id: "samlc_1".into(),
+                name: "Okta".into(),
+                domain: Some("corp.example".into()),
+                active: true,
+                provider: Some("saml_okta".into()),
+                protocol: None,
+                sync_user_attributes: Some(true),
+                created_at: ts(18_000),
+                updated_at: ts(19_000),
+            }),
+        }
+    }
+
+    /// The enterprise account [`full_user_json`] carries.
+    fn expected_enterprise_account() -> EnterpriseAccount {
+        EnterpriseAccount {
+            id: "eacc_1".into(),
+            protocol: Some("oauth".into()),
+            provider: "oauth_custom_acme".into(),
+            active: true,
+            email_address: Some("ada@acme.example".into()),
+            first_name: Some("Ada E".into()),
+            last_name: Some("Lovelace E".into()),
+            provider_user_id: Some("acme-1".into()),
+            public_metadata: strings(&[("team", "r&d")]),
+            verification: verification_proto("verified", "oauth_custom_acme", 20_000),
+            enterprise_connection: Some(SsoConnection {
+                id: "ec_1".into(),
+                name: "Acme SSO".into(),
+                domain: Some("acme.example".into()),
+                active: true,
+                provider: Some("oauth_custom_acme".into()),
+                protocol: Some("oauth".into()),
+                sync_user_attributes: Some(false),
+                created_at: ts(21_000),
+                updated_at: ts(22_000),
+            }),
+            last_authenticated_at: ts(23_000),
+        }
+    }
+
+    /// The [`User`] that [`full_user_json`] describes, written without `..Default::default()` so a
+    /// new proto field fails to compile here until the conversion and this test cover it.
+    fn expected_full_user() -> User {
+        let (phone_numbers, web3_wallets, passkeys) = expected_other_identifiers();
+        User {
+            id: "user_full".into(),
+            external_id: Some("ext_42".into()),
+            primary_email_address_id: Some("idn_email_2".into()),
+            primary_phone_number_id: Some("idn_phone_1".into()),
+            primary_web3_wallet_id: Some("idn_wallet_1".into()),
+            username: Some("ada".into()),
+            first_name: Some("Ada".into()),
+            last_name: Some("Lovelace".into()),
+            locale: Some("en-GB".into()),
+            image_url: Some("https://img.clerk.com/ada".into()),
+            has_image: true,
+            public_metadata: strings(&[("role", "admin")]),
+            private_metadata: strings(&[("plan", "pro")]),
+            unsafe_metadata: strings(&[("theme", "dark")]),
+            email_addresses: expected_email_addresses(),
+            phone_numbers,
+            web3_wallets,
+            passkeys,
+            external_accounts: vec![expected_external_account()],
+            saml_accounts: vec![expected_saml_account()],
+            enterprise_accounts: vec![expected_enterprise_account()],
+            password_enabled: true,
+            two_factor_enabled: true,
+            totp_enabled: true,
+            backup_code_enabled: true,
+            mfa_enabled_at: ts(24_000),
+            mfa_disabled_at: ts(25_000),
+            last_sign_in_at: ts(26_000),
+            banned: true,
+            locked: true,
+            lockout_expires_in_seconds: Some(300),
+            verification_attempts_remaining: Some(2),
+            created_at: ts(1_716_883_200_000),
+            updated_at: ts(1_716_883_500_123),
+            delete_self_enabled: true,
+            create_organization_enabled: true,
+            create_organizations_limit: Some(3),
+            last_active_at: ts(27_000),
+            legal_accepted_at: ts(28_000),
+            birthday: Some("1815-12-10".into()),
+            gender: Some("female".into()),
+            profile_image_url: Some("https://img.clerk.com/ada-old".into()),
+        }
+    }
+
+    #[test]
+    fn every_field_of_a_full_user_is_carried() {
+        let user = user_from_json(&object(full_user_json()));
+        // Piecewise first, so a failure points at the part that differs.
+        assert_eq!(user.email_addresses, expected_email_addresses());
+        assert_eq!(user.external_accounts, vec![expected_external_account()]);
+        assert_eq!(user.saml_accounts, vec![expected_saml_account()]);
+        assert_eq!(
+            user.enterprise_accounts,
+            vec![expected_enterprise_account()]
+        );
+        assert_eq!(user, expected_full_user());
+    }
+
+    #[test]
+    fn primary_email_is_found_by_id_not_position() {
+        let user = user_from_json(&object(full_user_json()));
+        let primary_id = user.primary_email_address_id.as_deref();
+        let primary = user
+            .email_addresses
+            .iter()
+            .find(|e| Some(e.id.as_str()) == primary_id);
+        assert_eq!(
+            primary.map(|e| e.email_address.as_str()),
+            Some("ada@example.com")
+        );
+        assert_eq!(user.email_addresses[0].email_address, "old@example.com");
+    }
+
+    #[test]
+    fn an_empty_object_gives_an_empty_user() {
+        assert_eq!(user_from_json(&Object::new()), User::default());
+        assert_eq!(
+            deleted_user_from_json(&Object::new()),
+            DeletedUser::default()
+        );
+    }
+
+    #[test]
+    fn wrong_types_leave_fields_absent() {
+        let data = object(json!({
+            "id": 7, "first_name": 5, "username": false, "image_url": ["x"], "has_image": "yes",
+            "public_metadata": "x", "private_metadata": null, "unsafe_metadata": [1],
+            "created_at": "yesterday", "updated_at": 1.5, "lockout_expires_in_seconds": "300",
+            "email_addresses": {}, "phone_numbers": [1, "two", null],
+            "external_accounts": [{"id": "eac_1", "verification": "verified",
+                                   "public_metadata": 3, "created_at": null}],
+            "saml_accounts": [{"id": "samlacc_1", "saml_connection": "okta", "active": 1}]
+        }));
+        let user = user_from_json(&data);
+        let expected = User {
+            external_accounts: vec![ExternalAccount {
+                id: "eac_1".into(),
+                ..Default::default()
+            }],
+            saml_accounts: vec![SamlAccount {
+                id: "samlacc_1".into(),
+                ..Default::default()
+            }],
+            ..User::default()
+        };
+        assert_eq!(user, expected);
+    }
+
+    #[test]
+    fn nested_nulls_are_absent() {
+        let data = object(json!({
+            "email_addresses": [{"id": "idn_1", "verification": null, "linked_to": null,
+                                 "matches_sso_connection": null}],
+            "enterprise_accounts": [{"id": "eacc_1", "protocol": null,
+                                     "enterprise_connection": null}]
+        }));
+        let user = user_from_json(&data);
+        let email = &user.email_addresses[0];
+        assert_eq!(
+            (email.verification.as_ref(), email.matches_sso_connection),
+            (None, None)
+        );
+        assert!(email.linked_to.is_empty());
+        let account = &user.enterprise_accounts[0];
+        assert_eq!(
+            (
+                account.protocol.as_ref(),
+                account.enterprise_connection.as_ref()
+            ),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn deleted_user_keeps_id_and_external_id() {
+        let data = object(json!({"object": "user", "id": "user_1", "deleted": true,
+                                 "external_id": "ext_1"}));
+        let expected = DeletedUser {
+            id: "user_1".into(),
+            external_id: Some("ext_1".into()),
+        };
+        assert_eq!(deleted_user_from_json(&data), expected);
+        let without = object(json!({"id": "user_2", "deleted": true, "external_id": null}));
+        assert_eq!(deleted_user_from_json(&without).external_id, None);
+    }
+}

@@ -1,0 +1,299 @@
+//! Command line and environment: parsed by clap, then validated into a typed [`Config`].
+//!
+//! Every flag has an environment variable. Bad input gives one line naming the flag, and `main`
+//! exits with 64 (EX_USAGE).
+
+use std::{
+    net::{SocketAddr, ToSocketAddrs},
+    path::PathBuf,
+    time::Duration,
+};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::ingress::verify::{InvalidSecret, SigningSecret};
+
+/// Exit code for bad configuration (EX_USAGE from sysexits.h).
+pub const EXIT_BAD_CONFIG: i32 = 64;
+
+/// clerk-bridge: verified Clerk webhooks in, a durable typed gRPC event stream out.
+#[derive(Debug, Parser)]
+#[command(name = "clerk-bridge", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar: receive webhooks over HTTP, serve the event stream over gRPC.
+    Serve(ServeArgs),
+}
+
+/// Flags of `clerk-bridge serve`, as typed.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Webhook signing secret(s) from the Clerk dashboard (`whsec_...`); several separated by
+    /// spaces or commas (secret rotation, dev and prod instances).
+    #[arg(long, env = "CLERK_WEBHOOK_SIGNING_SECRET", hide_env_values = true)]
+    pub signing_secret: Option<String>,
+    /// Address for the webhook receiver (HTTP).
+    #[arg(long, env = "CLERK_BRIDGE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: String,
+    /// Address for the gRPC event stream. It carries personal data: keep it pod-local.
+    #[arg(
+        long,
+        env = "CLERK_BRIDGE_GRPC_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub grpc_addr: String,
+    /// Directory of the event log (created if missing).
+    #[arg(long, env = "CLERK_BRIDGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Path of the webhook route.
+    #[arg(
+        long,
+        env = "CLERK_BRIDGE_WEBHOOK_PATH",
+        default_value = "/webhooks/clerk"
+    )]
+    pub webhook_path: String,
+    /// Largest webhook body accepted, in bytes (larger: 413).
+    #[arg(long, env = "CLERK_BRIDGE_MAX_BODY_BYTES", default_value = "1048576")]
+    pub max_body_bytes: String,
+    /// Most HTTP connections open at once.
+    #[arg(long, env = "CLERK_BRIDGE_MAX_CONNECTIONS", default_value = "1024")]
+    pub max_connections: String,
+    /// Idle time after which a subscription stream sends a heartbeat (e.g. `15s`, `500ms`).
+    #[arg(long, env = "CLERK_BRIDGE_HEARTBEAT_INTERVAL", default_value = "15s")]
+    pub heartbeat_interval: String,
+    /// Time allowed for draining on SIGTERM/SIGINT; keep it under Kubernetes' grace period.
+    #[arg(long, env = "CLERK_BRIDGE_SHUTDOWN_GRACE", default_value = "8s")]
+    pub shutdown_grace: String,
+}
+
+/// Validated configuration of the sidecar.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Webhook receiver address.
+    pub http_addr: SocketAddr,
+    /// gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// Event log directory.
+    pub data_dir: PathBuf,
+    /// Webhook route path (starts with `/`).
+    pub webhook_path: String,
+    /// Secrets any of which may sign a webhook.
+    pub signing_secrets: Vec<SigningSecret>,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+    /// Most concurrent HTTP connections.
+    pub max_connections: usize,
+    /// Time a client has to send request headers.
+    pub header_read_timeout: Duration,
+    /// Idle time before a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Drain time at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// A configuration problem, naming the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No secret given.
+    #[error(
+        "no signing secret: set CLERK_WEBHOOK_SIGNING_SECRET or --signing-secret (whsec_... from the Clerk dashboard)"
+    )]
+    MissingSecret,
+    /// A secret is malformed.
+    #[error("invalid --signing-secret / CLERK_WEBHOOK_SIGNING_SECRET: {0}")]
+    BadSecret(#[from] InvalidSecret),
+    /// A flag's value does not parse.
+    #[error("invalid --{flag} {value:?}: {reason}")]
+    BadValue {
+        /// The flag, without dashes.
+        flag: &'static str,
+        /// What was given.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Time a client has to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+// === impl Config ===
+
+impl Config {
+    /// Validates the flags of `serve`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for the first bad value.
+    pub fn try_from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let secrets = args
+            .signing_secret
+            .as_deref()
+            .ok_or(ConfigError::MissingSecret)?;
+        Ok(Config {
+            http_addr: parse_addr("http-addr", &args.http_addr)?,
+            grpc_addr: parse_addr("grpc-addr", &args.grpc_addr)?,
+            data_dir: args.data_dir.clone(),
+            webhook_path: parse_path(&args.webhook_path)?,
+            signing_secrets: SigningSecret::parse_list(secrets)?,
+            max_body_bytes: parse_positive("max-body-bytes", &args.max_body_bytes)?,
+            max_connections: parse_positive("max-connections", &args.max_connections)?,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            heartbeat_interval: parse_duration("heartbeat-interval", &args.heartbeat_interval)?,
+            shutdown_grace: parse_duration("shutdown-grace", &args.shutdown_grace)?,
+        })
+    }
+
+    /// A configuration for tests: loopback port 0 on both listeners, the given data dir and secret.
+    ///
+    /// # Panics
+    /// When `secret` is not a valid signing secret.
+    pub fn for_test(data_dir: PathBuf, secret: &str) -> Self {
+        Config {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            webhook_path: "/webhooks/clerk".to_owned(),
+            // A test passes a literal secret it knows to be valid.
+            signing_secrets: SigningSecret::parse_list(secret).expect("valid test secret"),
+            max_body_bytes: 1 << 20,
+            max_connections: 1024,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            heartbeat_interval: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(8),
+        }
+    }
+}
+
+fn bad(flag: &'static str, value: &str, reason: impl ToString) -> ConfigError {
+    ConfigError::BadValue {
+        flag,
+        value: value.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// `host:port`, where host is an IP or a resolvable name such as `localhost`.
+fn parse_addr(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    value
+        .to_socket_addrs()
+        .map_err(|e| bad(flag, value, format!("expected host:port ({e})")))?
+        .next()
+        .ok_or_else(|| bad(flag, value, "the host has no address"))
+}
+
+fn parse_path(value: &str) -> Result<String, ConfigError> {
+    if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
+        return Err(bad(
+            "webhook-path",
+            value,
+            "expected a path such as /webhooks/clerk",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn parse_positive(flag: &'static str, value: &str) -> Result<usize, ConfigError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(bad(flag, value, "expected a positive whole number")),
+    }
+}
+
+/// `500ms`, `15s`, `2m`, or a bare number of seconds.
+fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let v = value.trim();
+    let (number, unit_ms) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (v, 1000)
+    };
+    match number.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_millis(n.saturating_mul(unit_ms))),
+        _ => Err(bad(
+            flag,
+            value,
+            "expected a duration such as 500ms, 15s or 2m",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec![
+            "clerk-bridge",
+            "serve",
+            "--signing-secret",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Serve(serve) = cli.command;
+        Config::try_from_args(&serve)
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = args(&[]).unwrap();
+        assert_eq!(c.http_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.grpc_addr, "127.0.0.1:50051".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.webhook_path, "/webhooks/clerk");
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let cases: [(&[&str], &str); 6] = [
+            (&["--http-addr", "nope"], "--http-addr"),
+            (&["--grpc-addr", "1.2.3.4"], "--grpc-addr"),
+            (&["--webhook-path", "hooks"], "--webhook-path"),
+            (&["--max-body-bytes", "0"], "--max-body-bytes"),
+            (&["--heartbeat-interval", "soon"], "--heartbeat-interval"),
+            (&["--signing-secret", "whsec_***"], "--signing-secret"),
+        ];
+        for (extra, flag) in cases {
+            let message = args(extra).unwrap_err().to_string();
+            assert!(message.contains(flag), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(
+            parse_duration("x", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("x", "3").unwrap(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_missing_secret_is_refused() {
+        let cli = Cli::try_parse_from(["clerk-bridge", "serve"]).unwrap();
+        let Command::Serve(mut serve) = cli.command;
+        serve.signing_secret = None;
+        assert!(matches!(
+            Config::try_from_args(&serve),
+            Err(ConfigError::MissingSecret)
+        ));
+    }
+}

@@ -1,0 +1,92 @@
+//! The one place where outcomes become HTTP responses: a status and a short JSON body.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+use super::verify::VerifyError;
+use crate::{clerk::DecodeError, log::AppendError};
+
+/// Seconds a client should wait before retrying when the log is busy or failing.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// The response body type of every route.
+pub(super) type Body = Full<Bytes>;
+
+/// Why a request was not accepted.
+#[derive(Debug)]
+pub(super) enum Rejection {
+    /// No such route.
+    NotFound,
+    /// The route exists but not for this method; the allowed methods.
+    MethodNotAllowed(&'static str),
+    /// Body over the configured cap.
+    TooLarge,
+    /// The body could not be read.
+    BadBody,
+    /// Signature, timestamp or id headers wrong.
+    Unverified(VerifyError),
+    /// Verified, but not a Clerk event.
+    Undecodable(DecodeError),
+    /// The log could not take the event; the sender should retry.
+    Unstored(AppendError),
+    /// The bridge is not ready (starting or shutting down).
+    NotReady,
+}
+
+impl Rejection {
+    /// The status and JSON body for this rejection.
+    pub(super) fn into_response(self) -> Response<Body> {
+        let (status, reason) = match &self {
+            Rejection::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
+            Rejection::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed".to_owned(),
+            ),
+            Rejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body too large".to_owned()),
+            Rejection::BadBody => (StatusCode::BAD_REQUEST, "could not read body".to_owned()),
+            Rejection::Unverified(e) => (StatusCode::UNAUTHORIZED, e.to_string()),
+            Rejection::Undecodable(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+            Rejection::Unstored(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                unstored_reason(e).to_owned(),
+            ),
+            Rejection::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not ready".to_owned()),
+        };
+        let mut response = json(status, &serde_json::json!({ "error": reason }));
+        let headers = response.headers_mut();
+        match self {
+            Rejection::MethodNotAllowed(allow) => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Rejection::Unstored(_) | Rejection::NotReady => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A short reason that tells the sender to retry, without internal details.
+fn unstored_reason(error: &AppendError) -> &'static str {
+    match error {
+        AppendError::Busy => "bridge busy, retry later",
+        AppendError::Closed => "bridge shutting down, retry later",
+        AppendError::Storage(_) => "event not stored, retry later",
+    }
+}
+
+/// A JSON response.
+pub(super) fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,168 @@
+//! Routing and the webhook handler: read (capped) → verify → decode → append → answer.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::{
+    response::{Body, Rejection, json},
+    verify::{VerifiedWebhook, Verifier},
+};
+use crate::{
+    clerk,
+    log::{Appended, Log, NewRecord},
+    record,
+};
+
+/// Liveness route: answers 200 while the process serves HTTP.
+const HEALTHZ: &str = "/healthz";
+/// Readiness route: 200 while webhooks are accepted, 503 while shutting down.
+const READYZ: &str = "/readyz";
+
+/// State shared by every HTTP request.
+#[derive(Debug)]
+pub struct Ingress {
+    /// Signature checks.
+    verifier: Verifier,
+    /// Where verified events go.
+    log: Arc<Log>,
+    /// Path of the webhook route.
+    webhook_path: String,
+    /// Largest body accepted.
+    max_body_bytes: usize,
+    /// False once shutdown begins.
+    ready: AtomicBool,
+}
+
+// === impl Ingress ===
+
+impl Ingress {
+    /// Ingress state for `webhook_path`, storing into `log`.
+    pub fn new(
+        verifier: Verifier,
+        log: Arc<Log>,
+        webhook_path: String,
+        max_body_bytes: usize,
+    ) -> Self {
+        Ingress {
+            verifier,
+            log,
+            webhook_path,
+            max_body_bytes,
+            ready: AtomicBool::new(true),
+        }
+    }
+
+    /// Marks the bridge as shutting down: `/readyz` answers 503 from now on.
+    pub fn set_not_ready(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        self.route(req)
+            .await
+            .unwrap_or_else(Rejection::into_response)
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, Rejection> {
+        let path = req.uri().path();
+        let is_get = matches!(*req.method(), Method::GET | Method::HEAD);
+        if path == self.webhook_path {
+            if req.method() != Method::POST {
+                return Err(Rejection::MethodNotAllowed("POST"));
+            }
+            return self.receive_webhook(req).await;
+        }
+        match path {
+            HEALTHZ | READYZ if !is_get => Err(Rejection::MethodNotAllowed("GET, HEAD")),
+            HEALTHZ => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+            READYZ if self.ready.load(Ordering::SeqCst) => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ready" }),
+            )),
+            READYZ => Err(Rejection::NotReady),
+            _ => Err(Rejection::NotFound),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(svix_id, event_type))]
+    async fn receive_webhook(&self, req: Request<Incoming>) -> Result<Response<Body>, Rejection> {
+        if !self.ready.load(Ordering::SeqCst) {
+            return Err(Rejection::NotReady);
+        }
+        let (parts, body) = req.into_parts();
+        let body = self.read_body(&parts.headers, body).await?;
+        let webhook = self
+            .verifier
+            .verify(&parts.headers, body)
+            .map_err(Rejection::Unverified)?;
+        tracing::Span::current().record("svix_id", webhook.message_id());
+        let appended = self.store(&webhook).await?;
+        let (sequence, duplicate) = match appended {
+            Appended::Stored(seq) => (seq, false),
+            Appended::Duplicate(seq) => (seq, true),
+        };
+        tracing::debug!(sequence, duplicate, "Webhook accepted");
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "sequence": sequence, "duplicate": duplicate }),
+        ))
+    }
+
+    /// Reads the body, refusing (413) anything over the cap without reading past it.
+    async fn read_body(
+        &self,
+        headers: &http::HeaderMap,
+        body: Incoming,
+    ) -> Result<Bytes, Rejection> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body_bytes as u64) {
+            return Err(Rejection::TooLarge);
+        }
+        match Limited::new(body, self.max_body_bytes).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::TooLarge),
+            Err(_) => Err(Rejection::BadBody),
+        }
+    }
+
+    /// Decodes the verified webhook and appends it; returns once it is durable.
+    async fn store(&self, webhook: &VerifiedWebhook) -> Result<Appended, Rejection> {
+        let mut event = clerk::decode_event(webhook.body()).map_err(Rejection::Undecodable)?;
+        tracing::Span::current().record("event_type", event.r#type.as_str());
+        let received_at_ms = now_ms();
+        event.event_id = webhook.message_id().to_owned();
+        event.received_at = clerk::timestamp_from_millis(received_at_ms);
+        let record = NewRecord {
+            event_id: event.event_id.clone(),
+            event_type: event.r#type.clone(),
+            received_at_ms,
+            codec_version: record::CODEC_VERSION,
+            event: record::encode(&event),
+        };
+        self.log.append(record).await.map_err(|error| {
+            tracing::warn!(%error, "Webhook not stored; answering 503 so the sender retries");
+            Rejection::Unstored(error)
+        })
+    }
+}
+
+/// Now, in unix milliseconds.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,20 @@
+//! clerk-bridge: receives Clerk webhooks over HTTP, verifies them, stores them durably, and streams
+//! them as typed protobuf events over gRPC.
+//!
+//! The flow, one module per step: [`ingress`] (HTTP, [`ingress::verify`]) → [`clerk`] (typed
+//! decoding) → [`log`] (durable, ordered, deduplicated; [`record`] is its encoding) →
+//! [`subscription`] (gRPC streams). [`server::run`] wires them; `main.rs` only parses config.
+
+pub mod clerk;
+pub mod config;
+pub mod ingress;
+pub mod log;
+pub mod proto;
+pub mod record;
+pub mod server;
+pub mod shutdown;
+pub mod subscription;
+pub mod telemetry;
+
+pub use config::Config;
+pub use server::{Listeners, RunError, run};

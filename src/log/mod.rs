@@ -1,0 +1,241 @@
+//! The durable, ordered event log.
+//!
+//! # On-disk format
+//! One SQLite database, `events.sqlite3`, in the data directory, in WAL mode with
+//! `synchronous=FULL`: a commit returns only once the WAL is fsynced, so an acknowledged append
+//! survives a crash or power loss. Table `events`:
+//!
+//! | column | meaning |
+//! |---|---|
+//! | `sequence` | `INTEGER PRIMARY KEY AUTOINCREMENT`: starts at 1, only grows, never reused |
+//! | `event_id` | the webhook message id (`svix-id`), `UNIQUE`: the idempotency key |
+//! | `event_type` | Clerk's event type, for filtering without decoding |
+//! | `received_at_ms` | when the bridge accepted the webhook |
+//! | `codec_version` | version of the encoding of `event` (see [`crate::record`]) |
+//! | `event` | the encoded `clerk.bridge.v1.Event` (without its sequence), verbatim body included |
+//!
+//! # Concurrency
+//! One writer thread owns the only write connection. Appends reach it through a bounded queue and are
+//! committed together (group commit): one transaction and one fsync for every append waiting when the
+//! previous commit finished. Each request learns its sequence only after its batch is durable. Readers
+//! open their own read-only connections and never block the writer (WAL).
+//!
+//! # Recovery
+//! SQLite replays or discards a torn WAL tail on open, so the log is always a prefix of the
+//! acknowledged appends plus, at most, a batch that was durable but not yet acknowledged. A `LOCK`
+//! file held for the process lifetime keeps a second bridge off the same directory.
+
+mod reader;
+mod schema;
+mod writer;
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use reader::{LogReader, StoredEvent};
+use writer::{AppendRequest, Writer};
+
+/// Name of the database file inside the data directory.
+const DB_FILE: &str = "events.sqlite3";
+/// Name of the lock file inside the data directory.
+const LOCK_FILE: &str = "LOCK";
+/// Appends that may wait for the writer; beyond this, [`Log::append`] answers [`AppendError::Busy`].
+const APPEND_QUEUE_CAPACITY: usize = 4096;
+
+/// An event ready to be appended.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    /// The webhook message id; the log stores each id once.
+    pub event_id: String,
+    /// Clerk's event type.
+    pub event_type: String,
+    /// When the bridge accepted the webhook, in unix milliseconds.
+    pub received_at_ms: i64,
+    /// Version of the encoding of `event`.
+    pub codec_version: u32,
+    /// The encoded event.
+    pub event: Vec<u8>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored now, at this sequence.
+    Stored(u64),
+    /// The event id was already stored, at this sequence; nothing was written.
+    Duplicate(u64),
+}
+
+impl Appended {
+    /// The sequence of the stored event.
+    pub fn sequence(self) -> u64 {
+        match self {
+            Appended::Stored(seq) | Appended::Duplicate(seq) => seq,
+        }
+    }
+}
+
+/// Why an append did not happen. Nothing was stored in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The writer's queue is full: the caller should retry later.
+    #[error("the log's append queue is full")]
+    Busy,
+    /// The log is closed (shutting down).
+    #[error("the log is closed")]
+    Closed,
+    /// SQLite failed to write or fsync (disk full, I/O error); shared by every append of the batch.
+    #[error("the log could not store the event: {0}")]
+    Storage(#[source] std::sync::Arc<rusqlite::Error>),
+}
+
+/// Why the log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data directory could not be created or written.
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another process holds the data directory's lock.
+    #[error("data directory {0} is in use by another clerk-bridge process")]
+    Locked(PathBuf),
+    /// SQLite could not open or set up the database.
+    #[error("cannot open the log database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The writer thread could not be started.
+    #[error("cannot start the log writer: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Handle to the log: appends go to the writer thread, reads to [`LogReader`]s.
+#[derive(Debug)]
+pub struct Log {
+    /// Queue to the writer; `None` once closed.
+    appends: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    /// The highest stored sequence, updated after each durable commit.
+    head: watch::Receiver<u64>,
+    /// The writer thread, joined on close.
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Path of the database file, for opening readers.
+    db_path: PathBuf,
+    /// Held (locked) for as long as the log is open.
+    _lock: File,
+}
+
+// === impl Log ===
+
+impl Log {
+    /// Opens (creating if needed) the log in `data_dir` and starts its writer thread.
+    ///
+    /// # Errors
+    /// [`OpenError`] when the directory is unusable or locked, or SQLite fails.
+    pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
+        let lock = lock_data_dir(data_dir)?;
+        let db_path = data_dir.join(DB_FILE);
+        let conn = schema::open_writer(&db_path)?;
+        let head = schema::head_sequence(&conn)?;
+        let (head_tx, head_rx) = watch::channel(head);
+        let (tx, rx) = mpsc::channel(APPEND_QUEUE_CAPACITY);
+        let writer = Writer::new(conn, rx, head_tx);
+        let handle = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || writer.run())
+            .map_err(OpenError::Thread)?;
+        Ok(Log {
+            appends: Mutex::new(Some(tx)),
+            head: head_rx,
+            writer: Mutex::new(Some(handle)),
+            db_path,
+            _lock: lock,
+        })
+    }
+
+    /// Appends `record` and waits until it is durable (or known to be a duplicate).
+    ///
+    /// # Errors
+    /// [`AppendError`]; in every case nothing was stored.
+    pub async fn append(&self, record: NewRecord) -> Result<Appended, AppendError> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let request = AppendRequest {
+            record,
+            reply: reply_tx,
+        };
+        self.sender()?.try_send(request).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => AppendError::Busy,
+            mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
+        })?;
+        reply_rx.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// The highest stored sequence (0 while the log is empty).
+    pub fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    /// A receiver that is notified after every commit, holding the new head.
+    pub fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+
+    /// Opens a reader on its own read-only connection.
+    ///
+    /// # Errors
+    /// When SQLite cannot open the database.
+    pub fn reader(&self) -> Result<LogReader, rusqlite::Error> {
+        LogReader::open(&self.db_path)
+    }
+
+    /// Stops taking appends, lets the writer commit everything already queued, and waits for it.
+    /// Blocking: call from a blocking context.
+    pub fn close(&self) {
+        drop(self.lock_unpoisoned(&self.appends).take());
+        if let Some(handle) = self.lock_unpoisoned(&self.writer).take()
+            && handle.join().is_err()
+        {
+            tracing::error!("Log writer thread panicked");
+        }
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<AppendRequest>, AppendError> {
+        self.lock_unpoisoned(&self.appends)
+            .clone()
+            .ok_or(AppendError::Closed)
+    }
+
+    /// Locks a mutex whose data stays valid even if a holder panicked (an `Option` we only take).
+    fn lock_unpoisoned<'a, T>(&self, m: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Creates `data_dir` if needed and takes its lock file.
+fn lock_data_dir(data_dir: &Path) -> Result<File, OpenError> {
+    let dir_error = |source| OpenError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(dir_error)?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join(LOCK_FILE))
+        .map_err(dir_error)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked(data_dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(dir_error(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,70 @@
+//! Reading the log forward from a sequence, on a connection of the reader's own.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use super::schema;
+
+/// An event as read back from the log.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Its position in the log.
+    pub sequence: u64,
+    /// Clerk's event type.
+    pub event_type: String,
+    /// Version of the encoding of `event`.
+    pub codec_version: u32,
+    /// The encoded event, as appended.
+    pub event: Vec<u8>,
+}
+
+/// A read-only connection to the log. Blocking: use it from `spawn_blocking`.
+#[derive(Debug)]
+pub struct LogReader {
+    /// Its own connection, so readers never contend with each other or the writer.
+    conn: Connection,
+}
+
+// === impl LogReader ===
+
+impl LogReader {
+    pub(super) fn open(path: &Path) -> rusqlite::Result<Self> {
+        Ok(LogReader {
+            conn: schema::open_reader(path)?,
+        })
+    }
+
+    /// Up to `limit` events with a sequence greater than `after`, in sequence order.
+    ///
+    /// # Errors
+    /// When SQLite fails to read.
+    pub fn read_after(&self, after: u64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT sequence, event_type, codec_version, event FROM events
+             WHERE sequence > ?1 ORDER BY sequence LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit], |row| {
+            Ok(StoredEvent {
+                sequence: row.get::<_, i64>(0)?.try_into().unwrap_or(0),
+                event_type: row.get(1)?,
+                codec_version: row.get(2)?,
+                event: row.get(3)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// The lowest stored sequence, or `None` while the log is empty.
+    ///
+    /// # Errors
+    /// When SQLite fails to read.
+    pub fn first_sequence(&self) -> rusqlite::Result<Option<u64>> {
+        let first: Option<i64> =
+            self.conn
+                .query_row("SELECT min(sequence) FROM events", [], |row| row.get(0))?;
+        Ok(first.and_then(|s| u64::try_from(s).ok()))
+    }
+}

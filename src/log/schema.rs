@@ -1,0 +1,51 @@
+//! The log's SQLite schema and connection settings.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+/// Creates the tables if they are missing. Idempotent.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    sequence       INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id       TEXT    NOT NULL UNIQUE,
+    event_type     TEXT    NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    codec_version  INTEGER NOT NULL,
+    event          BLOB    NOT NULL
+);
+";
+
+/// Page cache of each reader connection, in KiB (negative = KiB in SQLite): readers stream forward,
+/// so a small cache is enough and keeps memory flat with many subscribers.
+const READER_CACHE_KIB: i64 = 512;
+
+/// Opens the single write connection: WAL, fsync on every commit, schema in place.
+pub(super) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection for a reader.
+pub(super) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+    Ok(conn)
+}
+
+/// The highest sequence ever assigned (0 for a new log). Read from `sqlite_sequence`, which
+/// remembers it even if the newest rows were removed.
+pub(super) fn head_sequence(conn: &Connection) -> rusqlite::Result<u64> {
+    let seq: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+}

@@ -1,0 +1,131 @@
+use super::*;
+
+fn record(id: &str) -> NewRecord {
+    NewRecord {
+        event_id: id.to_owned(),
+        event_type: "user.created".to_owned(),
+        received_at_ms: 1_700_000_000_000,
+        codec_version: 1,
+        event: id.as_bytes().to_vec(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn appends_get_increasing_sequences_and_duplicates_are_not_stored_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let rt = runtime();
+    assert_eq!(
+        rt.block_on(log.append(record("a"))).unwrap(),
+        Appended::Stored(1)
+    );
+    assert_eq!(
+        rt.block_on(log.append(record("b"))).unwrap(),
+        Appended::Stored(2)
+    );
+    assert_eq!(
+        rt.block_on(log.append(record("a"))).unwrap(),
+        Appended::Duplicate(1)
+    );
+    assert_eq!(log.head(), 2);
+    let events = log.reader().unwrap().read_after(0, 10).unwrap();
+    let ids: Vec<_> = events
+        .iter()
+        .map(|e| (e.sequence, e.event.clone()))
+        .collect();
+    assert_eq!(ids, vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
+    log.close();
+}
+
+#[test]
+fn reopening_keeps_events_and_continues_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    {
+        let log = Log::open(dir.path()).unwrap();
+        rt.block_on(log.append(record("a"))).unwrap();
+        rt.block_on(log.append(record("b"))).unwrap();
+        log.close();
+    }
+    let log = Log::open(dir.path()).unwrap();
+    assert_eq!(log.head(), 2);
+    assert_eq!(
+        rt.block_on(log.append(record("b"))).unwrap(),
+        Appended::Duplicate(2)
+    );
+    assert_eq!(
+        rt.block_on(log.append(record("c"))).unwrap(),
+        Appended::Stored(3)
+    );
+    let reader = log.reader().unwrap();
+    assert_eq!(reader.first_sequence().unwrap(), Some(1));
+    let after_one: Vec<_> = reader
+        .read_after(1, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(after_one, vec![2, 3]);
+    log.close();
+}
+
+#[test]
+fn concurrent_appends_are_all_stored_once_with_distinct_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(Log::open(dir.path()).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let outcomes = rt.block_on(async {
+        let tasks: Vec<_> = (0..500)
+            .map(|i| {
+                let log = log.clone();
+                // Every id twice: the second append of each must be a duplicate of the first.
+                tokio::spawn(async move { log.append(record(&format!("id-{}", i % 250))).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap().unwrap());
+        }
+        out
+    });
+    let stored: std::collections::BTreeSet<u64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Appended::Stored(s) => Some(*s),
+            Appended::Duplicate(_) => None,
+        })
+        .collect();
+    assert_eq!(stored.len(), 250);
+    assert_eq!(stored, (1..=250).collect());
+    assert_eq!(log.head(), 250);
+    log.close();
+}
+
+#[test]
+fn a_second_log_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    assert!(matches!(Log::open(dir.path()), Err(OpenError::Locked(_))));
+    log.close();
+}
+
+#[test]
+fn appends_after_close_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    log.close();
+    let rt = runtime();
+    assert!(matches!(
+        rt.block_on(log.append(record("a"))),
+        Err(AppendError::Closed)
+    ));
+}

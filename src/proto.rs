@@ -1,0 +1,9 @@
+//! Generated protobuf and gRPC code for `clerk.bridge.v1`, and the descriptor set for reflection.
+
+#![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+
+tonic::include_proto!("clerk.bridge.v1");
+
+/// Encoded `FileDescriptorSet` of every proto file (with imports), served by gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("clerk_bridge_descriptor");
