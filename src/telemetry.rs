@@ -3,6 +3,8 @@
 //! Nothing at info level or above carries a payload, an email, a name or a secret: handlers log
 //! only the svix-id, the event type and sequences.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. Call once, from `main`.
@@ -11,5 +13,6 @@ pub fn init() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
