@@ -8,6 +8,13 @@ const PROTO_FILES: &[&str] = &[
     "proto/clerk/bridge/v1/service.proto",
     "proto/clerk/bridge/v1/events.proto",
     "proto/clerk/bridge/v1/user.proto",
+    "proto/clerk/bridge/v1/common.proto",
+    "proto/clerk/bridge/v1/session.proto",
+    "proto/clerk/bridge/v1/organization.proto",
+    "proto/clerk/bridge/v1/role.proto",
+    "proto/clerk/bridge/v1/waitlist.proto",
+    "proto/clerk/bridge/v1/messaging.proto",
+    "proto/clerk/bridge/v1/billing.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

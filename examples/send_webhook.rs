@@ -30,8 +30,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let msg_id = format!("msg_{:x}", now.as_nanos());
     let timestamp = i64::try_from(now.as_secs())?;
     // The first secret of a rotation list signs.
-    let first_secret = secret.split([' ', ',']).find(|s| !s.is_empty()).unwrap_or_default();
-    let signature = svix::webhooks::Webhook::new(first_secret)?.sign(&msg_id, timestamp, body.as_bytes())?;
+    let first_secret = secret
+        .split([' ', ','])
+        .find(|s| !s.is_empty())
+        .unwrap_or_default();
+    let signature =
+        svix::webhooks::Webhook::new(first_secret)?.sign(&msg_id, timestamp, body.as_bytes())?;
 
     let authority = url.authority().ok_or("URL needs a host and port")?.clone();
     let stream = TcpStream::connect(authority.as_str()).await?;

@@ -15,7 +15,9 @@ use clerk_bridge::proto::{
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
     let after_sequence = args.next().map(|s| s.parse()).transpose()?.unwrap_or(0);
     let event_types: Vec<String> = args.collect();
 
@@ -23,6 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let request = SubscribeRequest {
         after_sequence,
         event_types,
+        ..Default::default()
     };
     let mut stream = client.subscribe(request).await?.into_inner();
     while let Some(message) = stream.message().await? {
@@ -37,6 +40,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
             }
             Some(Message::Heartbeat(hb)) => eprintln!("(heartbeat, head {})", hb.head_sequence),
+            Some(Message::Start(start)) => eprintln!(
+                "(streaming after #{}, log holds #{}..#{})",
+                start.after_sequence, start.first_retained_sequence, start.head_sequence
+            ),
+            Some(Message::CaughtUp(c)) => {
+                eprintln!("(caught up at #{}; live from here)", c.head_sequence)
+            }
             None => {}
         }
     }
@@ -49,8 +59,12 @@ fn describe(payload: Option<&Payload>) -> String {
         return String::new();
     };
     match &user.change {
-        Some(Change::Created(u)) => format!("created, {} email address(es)", u.email_addresses.len()),
-        Some(Change::Updated(u)) => format!("updated, {} email address(es)", u.email_addresses.len()),
+        Some(Change::Created(u)) => {
+            format!("created, {} email address(es)", u.email_addresses.len())
+        }
+        Some(Change::Updated(u)) => {
+            format!("updated, {} email address(es)", u.email_addresses.len())
+        }
         Some(Change::Deleted(_)) => "deleted".to_owned(),
         None => String::new(),
     }

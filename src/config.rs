@@ -11,7 +11,10 @@ use std::{
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::ingress::verify::{InvalidSecret, SigningSecret};
+use crate::{
+    ingress::verify::{InvalidSecret, SigningSecret},
+    log::{LogOptions, retention::Policy},
+};
 
 /// Exit code for bad configuration (EX_USAGE from sysexits.h).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -30,6 +33,44 @@ pub struct Cli {
 pub enum Command {
     /// Run the sidecar: receive webhooks over HTTP, serve the event stream over gRPC.
     Serve(ServeArgs),
+    /// List, reset or delete the named durable consumers of a running bridge.
+    Consumers(ConsumersArgs),
+}
+
+/// Flags of `clerk-bridge consumers`.
+#[derive(Debug, Args)]
+pub struct ConsumersArgs {
+    /// The bridge's gRPC address.
+    #[arg(
+        long,
+        env = "CLERK_BRIDGE_GRPC_ADDR",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
+    pub grpc_addr: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ConsumersAction,
+}
+
+/// `clerk-bridge consumers` actions.
+#[derive(Debug, Subcommand)]
+pub enum ConsumersAction {
+    /// Show every consumer with its committed sequence and lag.
+    List,
+    /// Move a consumer (its stream must be closed).
+    Reset {
+        /// The consumer.
+        name: String,
+        /// `earliest`, `latest`, or a sequence to resume after.
+        #[arg(long)]
+        to: String,
+    },
+    /// Forget a consumer (its stream must be closed).
+    Delete {
+        /// The consumer.
+        name: String,
+    },
 }
 
 /// Flags of `clerk-bridge serve`, as typed.
@@ -71,6 +112,13 @@ pub struct ServeArgs {
     /// Time allowed for draining on SIGTERM/SIGINT; keep it under Kubernetes' grace period.
     #[arg(long, env = "CLERK_BRIDGE_SHUTDOWN_GRACE", default_value = "8s")]
     pub shutdown_grace: String,
+    /// Delete events older than this (e.g. `7d`, `36h`). Unset: keep events of any age.
+    #[arg(long, env = "CLERK_BRIDGE_RETENTION_MAX_AGE")]
+    pub retention_max_age: Option<String>,
+    /// Delete the oldest events while the log uses more than this many bytes (e.g. `512MiB`, `2GiB`).
+    /// Unset: no size cap.
+    #[arg(long, env = "CLERK_BRIDGE_RETENTION_MAX_BYTES")]
+    pub retention_max_bytes: Option<String>,
 }
 
 /// Validated configuration of the sidecar.
@@ -96,6 +144,12 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Drain time at shutdown.
     pub shutdown_grace: Duration,
+    /// Caps on the log's age and size.
+    pub retention: Policy,
+    /// How often retention runs (when a cap is set).
+    pub retention_interval: Duration,
+    /// Options of the log (fault injection in tests).
+    pub log_options: LogOptions,
 }
 
 /// A configuration problem, naming the flag.
@@ -123,6 +177,8 @@ pub enum ConfigError {
 
 /// Time a client has to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often retention runs when a cap is set.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
 
 // === impl Config ===
 
@@ -147,6 +203,16 @@ impl Config {
             header_read_timeout: HEADER_READ_TIMEOUT,
             heartbeat_interval: parse_duration("heartbeat-interval", &args.heartbeat_interval)?,
             shutdown_grace: parse_duration("shutdown-grace", &args.shutdown_grace)?,
+            retention: Policy {
+                max_age: optional(args.retention_max_age.as_deref(), |v| {
+                    parse_duration("retention-max-age", v)
+                })?,
+                max_bytes: optional(args.retention_max_bytes.as_deref(), |v| {
+                    parse_bytes("retention-max-bytes", v)
+                })?,
+            },
+            retention_interval: RETENTION_INTERVAL,
+            log_options: LogOptions::default(),
         })
     }
 
@@ -167,6 +233,9 @@ impl Config {
             header_read_timeout: HEADER_READ_TIMEOUT,
             heartbeat_interval: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(8),
+            retention: Policy::default(),
+            retention_interval: RETENTION_INTERVAL,
+            log_options: LogOptions::default(),
         }
     }
 }
@@ -209,26 +278,60 @@ fn parse_positive(flag: &'static str, value: &str) -> Result<usize, ConfigError>
     }
 }
 
-/// `500ms`, `15s`, `2m`, or a bare number of seconds.
-fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
+/// Applies `parse` to a value that may be absent.
+fn optional<T>(
+    value: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
+    value.map(parse).transpose()
+}
+
+/// Reads a positive whole number with an optional unit suffix, as a multiple of the smallest unit.
+fn with_unit(value: &str, units: &[(&str, u64)], bare: u64) -> Option<u64> {
     let v = value.trim();
-    let (number, unit_ms) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = v.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (v, 1000)
-    };
+    let (number, multiplier) = units
+        .iter()
+        .find_map(|(suffix, m)| v.strip_suffix(suffix).map(|n| (n, *m)))
+        .unwrap_or((v, bare));
     match number.trim().parse::<u64>() {
-        Ok(n) if n > 0 => Ok(Duration::from_millis(n.saturating_mul(unit_ms))),
-        _ => Err(bad(
-            flag,
-            value,
-            "expected a duration such as 500ms, 15s or 2m",
-        )),
+        Ok(n) if n > 0 => Some(n.saturating_mul(multiplier)),
+        _ => None,
     }
+}
+
+/// `500ms`, `15s`, `2m`, `36h`, `7d`, or a bare number of seconds.
+fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    const UNITS_MS: &[(&str, u64)] = &[
+        ("ms", 1),
+        ("s", 1000),
+        ("m", 60_000),
+        ("h", 3_600_000),
+        ("d", 86_400_000),
+    ];
+    with_unit(value, UNITS_MS, 1000)
+        .map(Duration::from_millis)
+        .ok_or_else(|| {
+            bad(
+                flag,
+                value,
+                "expected a duration such as 500ms, 15s, 2m, 36h or 7d",
+            )
+        })
+}
+
+/// `1048576`, `512KiB`, `64MiB`, `2GiB` (also `KB`, `MB`, `GB` as powers of 1000).
+fn parse_bytes(flag: &'static str, value: &str) -> Result<u64, ConfigError> {
+    const UNITS: &[(&str, u64)] = &[
+        ("KiB", 1 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("KB", 1000),
+        ("MB", 1_000_000),
+        ("GB", 1_000_000_000),
+        ("B", 1),
+    ];
+    with_unit(value, UNITS, 1)
+        .ok_or_else(|| bad(flag, value, "expected a size such as 512MiB or 2GiB"))
 }
 
 #[cfg(test)]
@@ -236,15 +339,15 @@ mod tests {
     use super::*;
 
     fn args(extra: &[&str]) -> Result<Config, ConfigError> {
-        let mut argv = vec![
-            "clerk-bridge",
-            "serve",
-            "--signing-secret",
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        ];
+        let mut argv = vec!["clerk-bridge", "serve"];
+        if !extra.contains(&"--signing-secret") {
+            argv.extend_from_slice(&["--signing-secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
+        }
         argv.extend_from_slice(extra);
         let cli = Cli::try_parse_from(argv).unwrap();
-        let Command::Serve(serve) = cli.command;
+        let Command::Serve(serve) = cli.command else {
+            panic!("serve expected")
+        };
         Config::try_from_args(&serve)
     }
 
@@ -284,12 +387,44 @@ mod tests {
         );
         assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("x", "3").unwrap(), Duration::from_secs(3));
+        assert_eq!(
+            parse_duration("x", "7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("x", "36h").unwrap(),
+            Duration::from_secs(36 * 3600)
+        );
+        assert!(parse_duration("x", "0s").is_err());
+        assert!(parse_duration("x", "1y").is_err());
+    }
+
+    #[test]
+    fn sizes_accept_units() {
+        assert_eq!(parse_bytes("x", "512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("x", "2GB").unwrap(), 2_000_000_000);
+        assert_eq!(parse_bytes("x", "4096").unwrap(), 4096);
+        assert!(parse_bytes("x", "lots").is_err());
+    }
+
+    #[test]
+    fn retention_caps_are_optional() {
+        assert_eq!(args(&[]).unwrap().retention, Policy::default());
+        let c = args(&["--retention-max-age", "7d", "--retention-max-bytes", "1GiB"]).unwrap();
+        assert_eq!(c.retention.max_age, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(c.retention.max_bytes, Some(1 << 30));
+        let message = args(&["--retention-max-bytes", "big"])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("--retention-max-bytes"), "{message}");
     }
 
     #[test]
     fn a_missing_secret_is_refused() {
         let cli = Cli::try_parse_from(["clerk-bridge", "serve"]).unwrap();
-        let Command::Serve(mut serve) = cli.command;
+        let Command::Serve(mut serve) = cli.command else {
+            panic!("serve expected")
+        };
         serve.signing_secret = None;
         assert!(matches!(
             Config::try_from_args(&serve),

@@ -6,7 +6,10 @@
 //! [`subscription`] (gRPC streams). [`server::run`] wires them; `main.rs` only parses config.
 
 pub mod clerk;
+pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod consumer;
 pub mod ingress;
 pub mod log;
 pub mod proto;

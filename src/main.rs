@@ -22,7 +22,10 @@ fn main() -> ExitCode {
         }
         Err(e) => return usage_error(e.to_string().lines().next().unwrap_or("bad arguments")),
     };
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Consumers(args) => return run_client(clerk_bridge::cli::consumers::run(args)),
+    };
     let config = match Config::try_from_args(&args) {
         Ok(config) => config,
         Err(e) => return usage_error(&e.to_string()),
@@ -33,6 +36,29 @@ fn main() -> ExitCode {
         Err(e) => return failure(&format!("cannot start the runtime: {e}")),
     };
     runtime.block_on(serve(config))
+}
+
+/// Runs a one-shot client subcommand on a small runtime.
+fn run_client(command: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return failure(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failure(&client_error(&e)),
+    }
+}
+
+/// A gRPC status shows as its message; anything else as its chain.
+fn client_error(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<tonic::Status>() {
+        Some(status) => format!("{:?}: {}", status.code(), status.message()),
+        None => format!("{e:#}"),
+    }
 }
 
 async fn serve(config: Config) -> ExitCode {
@@ -54,7 +80,14 @@ async fn serve(config: Config) -> ExitCode {
             ));
         }
     };
-    tracing::info!(http = %config.http_addr, grpc = %config.grpc_addr, "Listening");
+    // The bound addresses (not the configured ones), so port 0 can be used and discovered.
+    let http_addr = http
+        .local_addr()
+        .map_or_else(|_| config.http_addr.to_string(), |a| a.to_string());
+    let grpc_addr = grpc
+        .local_addr()
+        .map_or_else(|_| config.grpc_addr.to_string(), |a| a.to_string());
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, "Listening");
     let token = CancellationToken::new();
     if let Err(e) = shutdown::cancel_on_signal(token.clone()) {
         return failure(&format!("cannot install signal handlers: {e}"));

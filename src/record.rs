@@ -10,7 +10,10 @@ use crate::{clerk, log::StoredEvent, proto::Event};
 
 /// Version of the typed decoding. Bump it whenever `clerk::decode_event` produces more or different
 /// typed fields, so that stored events are decoded again on read.
-pub const CODEC_VERSION: u32 = 1;
+///
+/// History: 1 typed users only; 2 typed every Clerk event family and added `object_version` and
+/// `deleted`.
+pub const CODEC_VERSION: u32 = 2;
 
 /// Why a stored record could not be turned back into an event.
 #[derive(Debug, thiserror::Error)]

@@ -9,9 +9,11 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::server::HealthReporter;
 
 use crate::{
+    clock::now_ms,
     config::Config,
+    consumer::Consumers,
     ingress::{self, HttpLimits, Ingress, verify::Verifier},
-    log::{Log, OpenError},
+    log::{Log, OpenError, retention::Policy},
     proto::{FILE_DESCRIPTOR_SET, event_stream_server::EventStreamServer},
     subscription::EventStreamService,
 };
@@ -56,9 +58,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let data_dir = config.data_dir.clone();
-    let log = Arc::new(tokio::task::spawn_blocking(move || Log::open(&data_dir)).await??);
-    tracing::info!(head = log.head(), data_dir = %config.data_dir.display(), "Log opened");
+    let (log, consumers) = open_log(&config).await?;
     let ingress = Arc::new(Ingress::new(
         Verifier::new(&config.signing_secrets),
         log.clone(),
@@ -83,10 +83,23 @@ pub async fn run(
     ));
     let grpc = tokio::spawn(serve_grpc(
         listeners.grpc,
-        EventStreamService::new(log.clone(), streams.clone(), config.heartbeat_interval),
+        EventStreamService::new(
+            log.clone(),
+            consumers,
+            streams.clone(),
+            config.heartbeat_interval,
+        ),
         health_service,
         streams.clone(),
     ));
+    if config.retention.is_active() {
+        tokio::spawn(enforce_retention(
+            log.clone(),
+            config.retention,
+            config.retention_interval,
+            shutdown.clone(),
+        ));
+    }
     tracing::info!("clerk-bridge ready");
 
     shutdown.cancelled().await;
@@ -111,6 +124,54 @@ pub async fn run(
     }
     tracing::info!("Stopped");
     Ok(())
+}
+
+/// Opens the log and loads the named consumers, off the async workers.
+async fn open_log(config: &Config) -> Result<(Arc<Log>, Arc<Consumers>), RunError> {
+    let data_dir = config.data_dir.clone();
+    let options = config.log_options;
+    let (log, stored) = tokio::task::spawn_blocking(move || {
+        let log = Log::open(&data_dir, options)?;
+        let stored = log.reader()?.consumers()?;
+        Ok::<_, OpenError>((Arc::new(log), stored))
+    })
+    .await??;
+    let positions = log.positions();
+    tracing::info!(
+        head = positions.head,
+        first_retained = positions.first_retained,
+        consumers = stored.len(),
+        data_dir = %config.data_dir.display(),
+        "Log opened"
+    );
+    let consumers = Arc::new(Consumers::new(log.clone(), stored));
+    Ok((log, consumers))
+}
+
+/// Deletes events past the retention caps every `interval` until shutdown.
+async fn enforce_retention(
+    log: Arc<Log>,
+    policy: Policy,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match log.retain(policy, now_ms()).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(
+                deleted,
+                first_retained = log.positions().first_retained,
+                "Retention deleted events"
+            ),
+            Err(error) => tracing::warn!(%error, "Retention step failed; will retry"),
+        }
+    }
 }
 
 async fn mark_not_serving(health: &HealthReporter, ingress: &Ingress) {

@@ -22,10 +22,10 @@ pub(crate) type Object = Map<String, Value>;
 /// How many levels of objects and arrays below a top-level `Struct` (or `Value`) are converted.
 ///
 /// Each JSON object level costs three protobuf message levels (map entry, `Value`, `Struct`), and
-/// the deepest `Struct` field sits five messages below the wire message (`SubscribeResponse` →
-/// `Event` → `UserEvent` → `User` → account → `Struct`). Decoders such as prost and protobuf-C++
-/// refuse more than 100 nested messages; 5 + 3 × 24 + 2 = 79 leaves room for wrappers. A test in
-/// the parent module round-trips the deepest case through prost.
+/// the deepest `Struct` field sits six messages below the wire message (`SubscribeResponse` →
+/// `Event` → `SessionEvent` → `Session` → `User` → account → `Struct`). Decoders such as prost and
+/// protobuf-C++ refuse more than 100 nested messages; 6 + 3 × 24 + 2 = 80 leaves room for wrappers.
+/// A test in the parent module round-trips the deepest case through prost.
 pub(crate) const MAX_STRUCT_DEPTH: usize = 24;
 
 /// Smallest `Timestamp.seconds` protobuf allows: 0001-01-01T00:00:00Z.
@@ -82,6 +82,48 @@ pub(crate) fn timestamp_from_millis(millis: i64) -> Option<Timestamp> {
     let sub_millis = millis.checked_rem_euclid(1000)?;
     let nanos = i32::try_from(sub_millis).ok()?.checked_mul(1_000_000)?;
     Some(Timestamp { seconds, nanos })
+}
+
+/// The number at `key` as an `f64`, or `None` when it is missing, `null` or not a number.
+///
+/// Integers are accepted too (Clerk sends `0` and `1` for fractions that happen to be whole).
+pub(crate) fn opt_f64(obj: &Object, key: &str) -> Option<f64> {
+    obj.get(key).and_then(Value::as_f64)
+}
+
+/// The strings in the array at `key`, in order.
+///
+/// Elements that are not strings are skipped; a missing or non-array field gives an empty list.
+pub(crate) fn strings(obj: &Object, key: &str) -> Vec<String> {
+    let Some(items) = obj.get(key).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The closed-set string at `key` as the number of a proto enum value, or 0 (`…_UNSPECIFIED`).
+///
+/// Clerk's value `past_due` matches the enum value named `{prefix}PAST_DUE`, looked up with the
+/// enum's generated `from_str_name`. A missing, `null` or non-string field, a value with other
+/// characters than lowercase ASCII letters and `_`, and a value the enum does not have all give 0;
+/// the raw string stays in the proto field beside the enum.
+pub(crate) fn known_enum<E: Into<i32>>(
+    obj: &Object,
+    key: &str,
+    prefix: &str,
+    from_str_name: impl Fn(&str) -> Option<E>,
+) -> i32 {
+    let Some(raw) = obj.get(key).and_then(Value::as_str) else {
+        return 0;
+    };
+    if !raw.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return 0;
+    }
+    from_str_name(&format!("{prefix}{}", raw.to_ascii_uppercase())).map_or(0, Into::into)
 }
 
 /// The object at `key`, or `None` when it is missing, `null` or not an object.
@@ -319,6 +361,49 @@ mod tests {
         let deep = proto_value(&nested(1_000));
         assert_eq!(struct_levels(&deep), MAX_STRUCT_DEPTH + 1);
         assert_eq!(innermost(&deep).kind, Some(Kind::NullValue(0)));
+    }
+
+    #[test]
+    fn floats_accept_any_number() {
+        let obj = object(json!({"f": 0.5, "i": 1, "s": "0.5", "null": null}));
+        assert_eq!(opt_f64(&obj, "f"), Some(0.5));
+        assert_eq!(opt_f64(&obj, "i"), Some(1.0));
+        for key in ["s", "null", "missing"] {
+            assert_eq!(opt_f64(&obj, key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn string_lists_skip_other_elements() {
+        let obj = object(json!({"l": ["a", 1, null, {}, "b"], "s": "a", "n": null}));
+        assert_eq!(strings(&obj, "l"), ["a", "b"]);
+        for key in ["s", "n", "missing"] {
+            assert!(strings(&obj, key).is_empty(), "{key}");
+        }
+    }
+
+    #[test]
+    fn closed_sets_map_known_lowercase_values() {
+        use crate::proto::SessionStatus;
+        let obj = object(json!({
+            "active": "active", "replaced": "replaced", "upper": "ACTIVE", "unknown": "dormant",
+            "unspecified": "unspecified", "n": 3, "null": null, "spaced": " active", "empty": ""
+        }));
+        let status = |key| known_enum(&obj, key, "SESSION_STATUS_", SessionStatus::from_str_name);
+        assert_eq!(status("active"), SessionStatus::Active as i32);
+        assert_eq!(status("replaced"), SessionStatus::Replaced as i32);
+        for key in [
+            "upper",
+            "unknown",
+            "unspecified",
+            "n",
+            "null",
+            "spaced",
+            "empty",
+            "missing",
+        ] {
+            assert_eq!(status(key), 0, "{key}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Conversion of Clerk's user JSON (`data` of `user.*` events) into the typed proto messages.
+//! Conversion of Clerk's user JSON (`data` of `user.*` events, and the `user` embedded in session
+//! events) into the typed proto messages.
 //!
 //! Every proto field is read from the Clerk JSON field of the same `snake_case` name, through the
 //! lenient accessors in [`super::json`]: a missing, `null` or wrongly typed field leaves the proto
@@ -9,13 +10,27 @@
 //! id equals `primary_email_address_id`, not necessarily the first, so nothing here reorders lists.
 
 use super::json::{
-    Object, bool_or_false, objects, opt_bool, opt_i64, opt_object, opt_string, opt_struct,
-    string_or_empty, timestamp_ms,
+    Object, bool_or_false, known_enum, objects, opt_bool, opt_i64, opt_object, opt_string,
+    opt_struct, string_or_empty, timestamp_ms,
 };
 use crate::proto::{
     DeletedUser, EmailAddress, EnterpriseAccount, ExternalAccount, IdentificationLink, Passkey,
-    PhoneNumber, SamlAccount, SsoConnection, User, Verification, Web3Wallet,
+    PhoneNumber, SamlAccount, SsoConnection, User, UserEvent, Verification, VerificationStatus,
+    Web3Wallet, user_event::Change,
 };
+
+/// The typed change of a `user.{action}` event, or `None` for an action this version does not know.
+pub(crate) fn user_event(action: &str, data: &Object) -> Option<UserEvent> {
+    let change = match action {
+        "created" => Change::Created(user_from_json(data)),
+        "updated" => Change::Updated(user_from_json(data)),
+        "deleted" => Change::Deleted(deleted_user_from_json(data)),
+        _ => return None,
+    };
+    Some(UserEvent {
+        change: Some(change),
+    })
+}
 
 /// Converts the `data` object of a `user.created` or `user.updated` event into a [`User`].
 pub(crate) fn user_from_json(data: &Object) -> User {
@@ -100,17 +115,29 @@ fn with_activity(data: &Object, user: User) -> User {
 
 /// The `verification` object of `obj`, or `None` when Clerk sends null or something else.
 fn verification_of(obj: &Object) -> Option<Verification> {
-    opt_object(obj, "verification").map(verification)
+    verification_at(obj, "verification")
+}
+
+/// The verification object at `key`, or `None` when Clerk sends null or something else.
+pub(super) fn verification_at(obj: &Object, key: &str) -> Option<Verification> {
+    opt_object(obj, key).map(verification)
 }
 
 /// Converts a verification object.
 fn verification(obj: &Object) -> Verification {
     Verification {
         status: string_or_empty(obj, "status"),
+        known_status: known_enum(
+            obj,
+            "status",
+            "VERIFICATION_STATUS_",
+            VerificationStatus::from_str_name,
+        ),
         strategy: opt_string(obj, "strategy"),
         attempts: opt_i64(obj, "attempts"),
         expire_at: timestamp_ms(obj, "expire_at"),
         external_verification_redirect_url: opt_string(obj, "external_verification_redirect_url"),
+        verified_at: timestamp_ms(obj, "verified_at"),
     }
 }
 
@@ -291,12 +318,14 @@ mod tests {
     fn verification_proto(status: &str, strategy: &str, expire_at: i64) -> Option<Verification> {
         Some(Verification {
             status: status.into(),
+            known_status: VerificationStatus::Verified as i32,
             strategy: Some(strategy.into()),
             attempts: Some(1),
             expire_at: ts(expire_at),
             external_verification_redirect_url: Some(
                 "https://accounts.example.com/continue".into(),
             ),
+            verified_at: None,
         })
     }
 
@@ -690,6 +719,37 @@ mod tests {
             ),
             (None, None)
         );
+    }
+
+    #[test]
+    fn verification_status_is_typed_beside_the_raw_string() {
+        let cases = [
+            ("unverified", VerificationStatus::Unverified),
+            ("verified", VerificationStatus::Verified),
+            ("transferable", VerificationStatus::Transferable),
+            ("failed", VerificationStatus::Failed),
+            ("expired", VerificationStatus::Expired),
+            ("on_hold", VerificationStatus::Unspecified),
+        ];
+        for (raw, expected) in cases {
+            let data = object(json!({"verification": {"status": raw, "verified_at": 5_000}}));
+            let verification = verification_at(&data, "verification").expect("an object");
+            assert_eq!(verification.status, raw);
+            assert_eq!(verification.known_status(), expected, "{raw}");
+            assert_eq!(verification.verified_at, ts(5_000));
+        }
+        let missing = verification(&Object::new());
+        assert_eq!((missing.status.as_str(), missing.known_status), ("", 0));
+    }
+
+    #[test]
+    fn user_actions_map_to_changes() {
+        let data = object(json!({"id": "user_1"}));
+        let change = |action| user_event(action, &data).and_then(|e| e.change);
+        assert!(matches!(change("created"), Some(Change::Created(u)) if u.id == "user_1"));
+        assert!(matches!(change("updated"), Some(Change::Updated(u)) if u.id == "user_1"));
+        assert!(matches!(change("deleted"), Some(Change::Deleted(u)) if u.id == "user_1"));
+        assert!(user_event("banned", &data).is_none());
     }
 
     #[test]

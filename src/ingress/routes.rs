@@ -1,11 +1,8 @@
 //! Routing and the webhook handler: read (capped) → verify → decode → append → answer.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{SystemTime, UNIX_EPOCH},
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
 };
 
 use bytes::Bytes;
@@ -19,6 +16,7 @@ use super::{
 };
 use crate::{
     clerk,
+    clock::now_ms,
     log::{Appended, Log, NewRecord},
     record,
 };
@@ -158,11 +156,4 @@ impl Ingress {
             Rejection::Unstored(error)
         })
     }
-}
-
-/// Now, in unix milliseconds.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -42,12 +42,12 @@ impl SigningSecret {
     /// # Errors
     /// [`InvalidSecret`] when the secret is empty or not base64.
     pub fn try_new(secret: &str) -> Result<Self, InvalidSecret> {
-        use base64_engine::decode_padded;
+        use base64_engine::decode_lenient;
         let body = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
         if body.is_empty() {
             return Err(InvalidSecret::Empty);
         }
-        let key = decode_padded(body).ok_or(InvalidSecret::NotBase64)?;
+        let key = decode_lenient(body).ok_or(InvalidSecret::NotBase64)?;
         if key.is_empty() {
             return Err(InvalidSecret::Empty);
         }
@@ -77,17 +77,23 @@ impl fmt::Debug for SigningSecret {
     }
 }
 
-/// Base64 decoding that accepts unpadded input, as Clerk's and Svix's other SDKs do.
+/// Base64 decoding as lenient as Clerk's and Svix's other SDKs: padding optional, and unused
+/// trailing bits of an unpadded secret ignored.
 mod base64_engine {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
+    use base64::{
+        Engine, alphabet,
+        engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
+    };
 
-    pub(super) fn decode_padded(body: &str) -> Option<Vec<u8>> {
-        let mut padded = body.to_owned();
-        while !padded.len().is_multiple_of(4) {
-            padded.push('=');
-        }
-        STANDARD.decode(padded).ok()
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+
+    pub(super) fn decode_lenient(body: &str) -> Option<Vec<u8>> {
+        LENIENT.decode(body).ok()
     }
 }
 

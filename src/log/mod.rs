@@ -14,6 +14,10 @@
 //! | `codec_version` | version of the encoding of `event` (see [`crate::record`]) |
 //! | `event` | the encoded `clerk.bridge.v1.Event` (without its sequence), verbatim body included |
 //!
+//! Table `consumers` holds each named consumer's committed sequence (`name` primary key,
+//! `committed`, `created_at_ms`, `updated_at_ms`). Consumer writes go through the same writer and
+//! the same fsynced transactions as appends.
+//!
 //! # Concurrency
 //! One writer thread owns the only write connection. Appends reach it through a bounded queue and are
 //! committed together (group commit): one transaction and one fsync for every append waiting when the
@@ -26,6 +30,7 @@
 //! file held for the process lifetime keeps a second bridge off the same directory.
 
 mod reader;
+pub mod retention;
 mod schema;
 mod writer;
 
@@ -37,8 +42,8 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use reader::{LogReader, StoredEvent};
-use writer::{AppendRequest, Writer};
+pub use reader::{LogReader, StoredConsumer, StoredEvent};
+use writer::{Request, Writer};
 
 /// Name of the database file inside the data directory.
 const DB_FILE: &str = "events.sqlite3";
@@ -116,13 +121,29 @@ pub enum OpenError {
     Thread(#[source] std::io::Error),
 }
 
+/// Options of [`Log::open`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogOptions {
+    /// Caps the database at this many pages, so writes fail as on a full disk. For tests.
+    pub max_pages: Option<u32>,
+}
+
+/// The log's bounds, published after every commit that moves them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Positions {
+    /// The highest sequence ever stored (0 for a new log).
+    pub head: u64,
+    /// The lowest stored sequence; `head + 1` while no event is stored.
+    pub first_retained: u64,
+}
+
 /// Handle to the log: appends go to the writer thread, reads to [`LogReader`]s.
 #[derive(Debug)]
 pub struct Log {
     /// Queue to the writer; `None` once closed.
-    appends: Mutex<Option<mpsc::Sender<AppendRequest>>>,
-    /// The highest stored sequence, updated after each durable commit.
-    head: watch::Receiver<u64>,
+    appends: Mutex<Option<mpsc::Sender<Request>>>,
+    /// Head and first retained sequence, updated after each durable commit.
+    positions: watch::Receiver<Positions>,
     /// The writer thread, joined on close.
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Path of the database file, for opening readers.
@@ -138,21 +159,24 @@ impl Log {
     ///
     /// # Errors
     /// [`OpenError`] when the directory is unusable or locked, or SQLite fails.
-    pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
+    pub fn open(data_dir: &Path, options: LogOptions) -> Result<Self, OpenError> {
         let lock = lock_data_dir(data_dir)?;
         let db_path = data_dir.join(DB_FILE);
-        let conn = schema::open_writer(&db_path)?;
-        let head = schema::head_sequence(&conn)?;
-        let (head_tx, head_rx) = watch::channel(head);
+        let conn = schema::open_writer(&db_path, options.max_pages)?;
+        let positions = Positions {
+            head: schema::head_sequence(&conn)?,
+            first_retained: retention::first_retained(&conn)?,
+        };
+        let (positions_tx, positions_rx) = watch::channel(positions);
         let (tx, rx) = mpsc::channel(APPEND_QUEUE_CAPACITY);
-        let writer = Writer::new(conn, rx, head_tx);
+        let writer = Writer::new(conn, rx, positions_tx);
         let handle = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || writer.run())
             .map_err(OpenError::Thread)?;
         Ok(Log {
             appends: Mutex::new(Some(tx)),
-            head: head_rx,
+            positions: positions_rx,
             writer: Mutex::new(Some(handle)),
             db_path,
             _lock: lock,
@@ -164,26 +188,91 @@ impl Log {
     /// # Errors
     /// [`AppendError`]; in every case nothing was stored.
     pub async fn append(&self, record: NewRecord) -> Result<Appended, AppendError> {
+        self.request(|reply| Request::Append { record, reply })
+            .await
+    }
+
+    /// Creates a named consumer or sets its committed sequence, durably.
+    ///
+    /// # Errors
+    /// [`AppendError`]; nothing was written.
+    pub async fn save_consumer(
+        &self,
+        name: &str,
+        committed: u64,
+        now_ms: i64,
+    ) -> Result<(), AppendError> {
+        let name = name.to_owned();
+        self.request(|reply| Request::SaveConsumer {
+            name,
+            committed,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes a named consumer, durably.
+    ///
+    /// # Errors
+    /// [`AppendError`]; nothing was written.
+    pub async fn delete_consumer(&self, name: &str) -> Result<(), AppendError> {
+        let name = name.to_owned();
+        self.request(|reply| Request::DeleteConsumer { name, reply })
+            .await
+    }
+
+    /// Deletes the oldest events past the caps of `policy`, in bounded steps until none is due.
+    /// Returns how many were deleted.
+    ///
+    /// # Errors
+    /// [`AppendError`] from the step that failed; earlier steps stay done.
+    pub async fn retain(&self, policy: retention::Policy, now_ms: i64) -> Result<u64, AppendError> {
+        let mut deleted = 0;
+        loop {
+            let step = self
+                .request(|reply| Request::Retain {
+                    policy,
+                    now_ms,
+                    reply,
+                })
+                .await?;
+            deleted += step.deleted;
+            if !step.more {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Queues a request for the writer and waits for its outcome.
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, AppendError>>) -> Request,
+    ) -> Result<T, AppendError> {
         let (reply_tx, reply_rx) = oneshot::channel();
-        let request = AppendRequest {
-            record,
-            reply: reply_tx,
-        };
-        self.sender()?.try_send(request).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => AppendError::Busy,
-            mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
-        })?;
+        self.sender()?
+            .try_send(make(reply_tx))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => AppendError::Busy,
+                mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
+            })?;
         reply_rx.await.map_err(|_| AppendError::Closed)?
     }
 
     /// The highest stored sequence (0 while the log is empty).
     pub fn head(&self) -> u64 {
-        *self.head.borrow()
+        self.positions.borrow().head
     }
 
-    /// A receiver that is notified after every commit, holding the new head.
-    pub fn watch_head(&self) -> watch::Receiver<u64> {
-        self.head.clone()
+    /// The head and the first retained sequence.
+    pub fn positions(&self) -> Positions {
+        *self.positions.borrow()
+    }
+
+    /// A receiver that is notified after every commit that moves the head or the first retained
+    /// sequence.
+    pub fn watch_positions(&self) -> watch::Receiver<Positions> {
+        self.positions.clone()
     }
 
     /// Opens a reader on its own read-only connection.
@@ -205,7 +294,7 @@ impl Log {
         }
     }
 
-    fn sender(&self) -> Result<mpsc::Sender<AppendRequest>, AppendError> {
+    fn sender(&self) -> Result<mpsc::Sender<Request>, AppendError> {
         self.lock_unpoisoned(&self.appends)
             .clone()
             .ok_or(AppendError::Closed)

@@ -19,6 +19,19 @@ pub struct StoredEvent {
     pub event: Vec<u8>,
 }
 
+/// A named consumer as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredConsumer {
+    /// Its name.
+    pub name: String,
+    /// Its committed sequence.
+    pub committed: u64,
+    /// When it was created, in unix milliseconds.
+    pub created_at_ms: i64,
+    /// When its position last changed, in unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
 /// A read-only connection to the log. Blocking: use it from `spawn_blocking`.
 #[derive(Debug)]
 pub struct LogReader {
@@ -57,14 +70,22 @@ impl LogReader {
         rows.collect()
     }
 
-    /// The lowest stored sequence, or `None` while the log is empty.
+    /// Every stored consumer, by name.
     ///
     /// # Errors
     /// When SQLite fails to read.
-    pub fn first_sequence(&self) -> rusqlite::Result<Option<u64>> {
-        let first: Option<i64> =
-            self.conn
-                .query_row("SELECT min(sequence) FROM events", [], |row| row.get(0))?;
-        Ok(first.and_then(|s| u64::try_from(s).ok()))
+    pub fn consumers(&self) -> rusqlite::Result<Vec<StoredConsumer>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, committed, created_at_ms, updated_at_ms FROM consumers ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok(StoredConsumer {
+                name: row.get(0)?,
+                committed: row.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                created_at_ms: row.get(2)?,
+                updated_at_ms: row.get(3)?,
+            })
+        })?;
+        rows.collect()
     }
 }

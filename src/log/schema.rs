@@ -14,6 +14,12 @@ CREATE TABLE IF NOT EXISTS events (
     codec_version  INTEGER NOT NULL,
     event          BLOB    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS consumers (
+    name          TEXT    PRIMARY KEY,
+    committed     INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
 ";
 
 /// Page cache of each reader connection, in KiB (negative = KiB in SQLite): readers stream forward,
@@ -21,11 +27,15 @@ CREATE TABLE IF NOT EXISTS events (
 const READER_CACHE_KIB: i64 = 512;
 
 /// Opens the single write connection: WAL, fsync on every commit, schema in place.
-pub(super) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+/// `max_pages` caps the database size (SQLITE_FULL past it), to test a full disk.
+pub(super) fn open_writer(path: &Path, max_pages: Option<u32>) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(SCHEMA)?;
+    if let Some(pages) = max_pages {
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+    }
     Ok(conn)
 }
 

@@ -19,7 +19,7 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn appends_get_increasing_sequences_and_duplicates_are_not_stored_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path()).unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
     let rt = runtime();
     assert_eq!(
         rt.block_on(log.append(record("a"))).unwrap(),
@@ -48,12 +48,12 @@ fn reopening_keeps_events_and_continues_sequences() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     {
-        let log = Log::open(dir.path()).unwrap();
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
         rt.block_on(log.append(record("a"))).unwrap();
         rt.block_on(log.append(record("b"))).unwrap();
         log.close();
     }
-    let log = Log::open(dir.path()).unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
     assert_eq!(log.head(), 2);
     assert_eq!(
         rt.block_on(log.append(record("b"))).unwrap(),
@@ -64,7 +64,13 @@ fn reopening_keeps_events_and_continues_sequences() {
         Appended::Stored(3)
     );
     let reader = log.reader().unwrap();
-    assert_eq!(reader.first_sequence().unwrap(), Some(1));
+    assert_eq!(
+        log.positions(),
+        Positions {
+            head: 3,
+            first_retained: 1
+        }
+    );
     let after_one: Vec<_> = reader
         .read_after(1, 10)
         .unwrap()
@@ -78,7 +84,7 @@ fn reopening_keeps_events_and_continues_sequences() {
 #[test]
 fn concurrent_appends_are_all_stored_once_with_distinct_sequences() {
     let dir = tempfile::tempdir().unwrap();
-    let log = std::sync::Arc::new(Log::open(dir.path()).unwrap());
+    let log = std::sync::Arc::new(Log::open(dir.path(), LogOptions::default()).unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -113,15 +119,18 @@ fn concurrent_appends_are_all_stored_once_with_distinct_sequences() {
 #[test]
 fn a_second_log_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path()).unwrap();
-    assert!(matches!(Log::open(dir.path()), Err(OpenError::Locked(_))));
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    assert!(matches!(
+        Log::open(dir.path(), LogOptions::default()),
+        Err(OpenError::Locked(_))
+    ));
     log.close();
 }
 
 #[test]
 fn appends_after_close_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path()).unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
     log.close();
     let rt = runtime();
     assert!(matches!(

@@ -1,31 +1,74 @@
-//! The writer thread: commits queued appends in batches (group commit).
+//! The writer thread: applies queued writes in batches (group commit): one transaction and one
+//! fsync for every request waiting when the previous commit finished.
+
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{AppendError, Appended, NewRecord};
+use super::{AppendError, Appended, NewRecord, Positions, retention};
 
-/// Most appends committed in one transaction: bounds the time any one request waits for a batch.
+/// Most requests applied in one transaction: bounds the time any one request waits for a batch.
 const MAX_BATCH: usize = 1024;
 
-/// One append waiting for the writer.
+/// Where a request's outcome goes once its batch is durable.
+type Reply<T> = oneshot::Sender<Result<T, AppendError>>;
+
+/// One write waiting for the writer.
 #[derive(Debug)]
-pub(super) struct AppendRequest {
-    /// What to store.
-    pub(super) record: NewRecord,
-    /// Where to send the outcome once the batch is durable.
-    pub(super) reply: oneshot::Sender<Result<Appended, AppendError>>,
+pub(super) enum Request {
+    /// Store an event (or find it already stored).
+    Append {
+        /// What to store.
+        record: NewRecord,
+        /// The outcome.
+        reply: Reply<Appended>,
+    },
+    /// Create or move a named consumer.
+    SaveConsumer {
+        /// The consumer.
+        name: String,
+        /// Its committed sequence.
+        committed: u64,
+        /// Now, in unix milliseconds.
+        now_ms: i64,
+        /// Done.
+        reply: Reply<()>,
+    },
+    /// Forget a named consumer.
+    DeleteConsumer {
+        /// The consumer.
+        name: String,
+        /// Done.
+        reply: Reply<()>,
+    },
+    /// Delete the oldest events beyond the retention caps (one bounded step).
+    Retain {
+        /// The caps.
+        policy: retention::Policy,
+        /// Now, in unix milliseconds.
+        now_ms: i64,
+        /// How many events were deleted, and whether more are due.
+        reply: Reply<retention::Step>,
+    },
 }
 
-/// Owns the write connection and the receiving end of the append queue.
+/// What one request did, before its batch committed.
+enum Outcome {
+    Appended(Appended),
+    Done,
+    Retained(retention::Step),
+}
+
+/// Owns the write connection and the receiving end of the queue.
 #[derive(Debug)]
 pub(super) struct Writer {
     /// The only write connection.
     conn: Connection,
-    /// Appends from request handlers.
-    queue: mpsc::Receiver<AppendRequest>,
-    /// Publishes the head after each commit.
-    head: watch::Sender<u64>,
+    /// Writes from request handlers and services.
+    queue: mpsc::Receiver<Request>,
+    /// Publishes the head and first retained sequence after each commit.
+    positions: watch::Sender<Positions>,
 }
 
 // === impl Writer ===
@@ -33,13 +76,17 @@ pub(super) struct Writer {
 impl Writer {
     pub(super) fn new(
         conn: Connection,
-        queue: mpsc::Receiver<AppendRequest>,
-        head: watch::Sender<u64>,
+        queue: mpsc::Receiver<Request>,
+        positions: watch::Sender<Positions>,
     ) -> Self {
-        Writer { conn, queue, head }
+        Writer {
+            conn,
+            queue,
+            positions,
+        }
     }
 
-    /// Commits batches until every sender is gone and the queue is empty.
+    /// Applies batches until every sender is gone and the queue is empty.
     pub(super) fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = self.queue.blocking_recv() {
@@ -55,54 +102,120 @@ impl Writer {
         tracing::debug!("Log writer stopped");
     }
 
-    /// Writes `batch` in one transaction and answers every request in it.
-    fn commit(&mut self, batch: &mut Vec<AppendRequest>) {
-        match insert_batch(&mut self.conn, batch) {
+    /// Applies `batch` in one transaction and answers every request in it.
+    fn commit(&mut self, batch: &mut Vec<Request>) {
+        match apply_batch(&mut self.conn, batch) {
             Ok(outcomes) => {
-                if let Some(head) = outcomes.iter().filter_map(stored_sequence).max() {
-                    self.head.send_replace(head);
-                }
+                self.publish_positions(&outcomes);
                 for (request, outcome) in batch.drain(..).zip(outcomes) {
-                    // The handler may have gone (client hung up); the event is stored regardless.
-                    let _ = request.reply.send(Ok(outcome));
+                    reply(request, outcome);
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, batch = batch.len(), "Log append failed; batch rolled back");
-                let error = std::sync::Arc::new(error);
+                tracing::warn!(%error, batch = batch.len(), "Log write failed; batch rolled back");
+                let error = Arc::new(error);
                 for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(AppendError::Storage(error.clone())));
+                    fail(request, &AppendError::Storage(error.clone()));
                 }
             }
         }
     }
-}
 
-fn stored_sequence(outcome: &Appended) -> Option<u64> {
-    match outcome {
-        Appended::Stored(seq) => Some(*seq),
-        Appended::Duplicate(_) => None,
+    fn publish_positions(&self, outcomes: &[Outcome]) {
+        let head = outcomes.iter().filter_map(|o| match o {
+            Outcome::Appended(Appended::Stored(seq)) => Some(*seq),
+            _ => None,
+        });
+        let first = outcomes.iter().filter_map(|o| match o {
+            Outcome::Retained(step) if step.deleted > 0 => Some(step.first_retained),
+            _ => None,
+        });
+        let (head, first) = (head.max(), first.max());
+        if head.is_none() && first.is_none() {
+            return;
+        }
+        self.positions.send_modify(|p| {
+            p.head = head.unwrap_or(p.head).max(p.head);
+            p.first_retained = first.unwrap_or(p.first_retained).max(p.first_retained);
+        });
     }
 }
 
-/// Inserts every record of `batch` in one transaction; all or nothing.
-fn insert_batch(conn: &mut Connection, batch: &[AppendRequest]) -> rusqlite::Result<Vec<Appended>> {
+/// Answers a request with its outcome. A receiver that has gone (client hung up) changes nothing:
+/// the write is durable regardless.
+fn reply(request: Request, outcome: Outcome) {
+    match (request, outcome) {
+        (Request::Append { reply, .. }, Outcome::Appended(a)) => drop(reply.send(Ok(a))),
+        (
+            Request::SaveConsumer { reply, .. } | Request::DeleteConsumer { reply, .. },
+            Outcome::Done,
+        ) => {
+            drop(reply.send(Ok(())));
+        }
+        (Request::Retain { reply, .. }, Outcome::Retained(step)) => drop(reply.send(Ok(step))),
+        (request, _) => fail(request, &AppendError::Closed),
+    }
+}
+
+fn fail(request: Request, error: &AppendError) {
+    let error = || match error {
+        AppendError::Storage(e) => AppendError::Storage(e.clone()),
+        AppendError::Busy => AppendError::Busy,
+        AppendError::Closed => AppendError::Closed,
+    };
+    match request {
+        Request::Append { reply, .. } => drop(reply.send(Err(error()))),
+        Request::SaveConsumer { reply, .. } | Request::DeleteConsumer { reply, .. } => {
+            drop(reply.send(Err(error())));
+        }
+        Request::Retain { reply, .. } => drop(reply.send(Err(error()))),
+    }
+}
+
+/// Applies every request of `batch` in one transaction; all or nothing.
+fn apply_batch(conn: &mut Connection, batch: &[Request]) -> rusqlite::Result<Vec<Outcome>> {
     let tx = conn.transaction()?;
     let outcomes = batch
         .iter()
-        .map(|request| insert_one(&tx, &request.record))
+        .map(|request| apply_one(&tx, request))
         .collect::<rusqlite::Result<Vec<_>>>()?;
     tx.commit()?;
     Ok(outcomes)
 }
 
-/// Inserts one record, or finds the sequence of the already stored event with the same id.
-fn insert_one(tx: &Transaction<'_>, record: &NewRecord) -> rusqlite::Result<Appended> {
-    let inserted: Option<i64> = tx
+fn apply_one(tx: &Transaction<'_>, request: &Request) -> rusqlite::Result<Outcome> {
+    match request {
+        Request::Append { record, .. } => insert_event(tx, record).map(Outcome::Appended),
+        Request::SaveConsumer {
+            name,
+            committed,
+            now_ms,
+            ..
+        } => save_consumer(tx, name, *committed, *now_ms).map(|()| Outcome::Done),
+        Request::DeleteConsumer { name, .. } => tx
+            .execute("DELETE FROM consumers WHERE name = ?1", [name])
+            .map(|_| Outcome::Done),
+        Request::Retain { policy, now_ms, .. } => {
+            retention::step(tx, policy, *now_ms).map(Outcome::Retained)
+        }
+    }
+}
+
+/// Inserts one event, or finds the sequence of the already stored event with the same id.
+/// The lookup comes first so a duplicate never reaches the INSERT: a conflicting INSERT can still
+/// consume an AUTOINCREMENT value and leave a gap in the sequence.
+fn insert_event(tx: &Transaction<'_>, record: &NewRecord) -> rusqlite::Result<Appended> {
+    let existing: Option<i64> = tx
+        .prepare_cached("SELECT sequence FROM events WHERE event_id = ?1")?
+        .query_row([&record.event_id], |row| row.get(0))
+        .optional()?;
+    if let Some(seq) = existing {
+        return Ok(Appended::Duplicate(to_sequence(seq)));
+    }
+    let inserted: i64 = tx
         .prepare_cached(
             "INSERT INTO events (event_id, event_type, received_at_ms, codec_version, event)
              VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (event_id) DO NOTHING
              RETURNING sequence",
         )?
         .query_row(
@@ -114,18 +227,26 @@ fn insert_one(tx: &Transaction<'_>, record: &NewRecord) -> rusqlite::Result<Appe
                 record.event
             ],
             |row| row.get(0),
-        )
-        .optional()?;
-    if let Some(seq) = inserted {
-        return Ok(Appended::Stored(to_sequence(seq)));
-    }
-    let existing: i64 = tx
-        .prepare_cached("SELECT sequence FROM events WHERE event_id = ?1")?
-        .query_row([&record.event_id], |row| row.get(0))?;
-    Ok(Appended::Duplicate(to_sequence(existing)))
+        )?;
+    Ok(Appended::Stored(to_sequence(inserted)))
+}
+
+fn save_consumer(
+    tx: &Transaction<'_>,
+    name: &str,
+    committed: u64,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    let committed = i64::try_from(committed).unwrap_or(i64::MAX);
+    tx.prepare_cached(
+        "INSERT INTO consumers (name, committed, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT (name) DO UPDATE SET committed = excluded.committed, updated_at_ms = excluded.updated_at_ms",
+    )?
+    .execute(params![name, committed, now_ms])?;
+    Ok(())
 }
 
 /// Sequences are assigned by SQLite from 1 upwards, so they are never negative.
-fn to_sequence(seq: i64) -> u64 {
+pub(super) fn to_sequence(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)
 }

@@ -1,10 +1,12 @@
-//! The gRPC `clerk.bridge.v1.EventStream` service: validates a subscription request and starts a
-//! stream task ([`stream`]) that feeds the response through its own bounded buffer.
+//! The gRPC `clerk.bridge.v1.EventStream` service: subscriptions (each served by a stream task, see
+//! [`stream`]) and the administration of named consumers (commit, list, reset, delete).
 
 mod filter;
+mod position;
 mod stream;
 
 use std::{
+    collections::VecDeque,
     pin::Pin,
     sync::{Arc, Mutex},
     time::Duration,
@@ -17,21 +19,32 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 pub use filter::{InvalidFilter, TypeFilter};
-use stream::{Item, StreamTask};
+use position::Consumer;
+use stream::{Item, StreamTask, Window};
 
 use crate::{
+    clerk::timestamp_from_millis,
+    consumer::{ConsumerError, ConsumerSummary, Consumers},
     log::Log,
-    proto::{SubscribeRequest, event_stream_server::EventStream},
+    proto::{
+        CommitRequest, CommitResponse, ConsumerInfo, DeleteConsumerRequest, DeleteConsumerResponse,
+        ListConsumersRequest, ListConsumersResponse, ResetConsumerRequest, ResetConsumerResponse,
+        StartPosition, SubscribeRequest, event_stream_server::EventStream,
+    },
 };
 
 /// Messages buffered per stream between its reader task and the network.
 const STREAM_BUFFER: usize = 32;
+/// Default cap on a named consumer's delivered-but-uncommitted events.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
 
 /// The EventStream service.
 #[derive(Debug)]
 pub struct EventStreamService {
     /// The log streams read from.
     log: Arc<Log>,
+    /// Named consumers.
+    consumers: Arc<Consumers>,
     /// Cancelled at shutdown: every stream then ends with UNAVAILABLE.
     shutdown: CancellationToken,
     /// Idle time after which a stream sends a heartbeat.
@@ -42,28 +55,47 @@ pub struct EventStreamService {
 
 impl EventStreamService {
     /// A service streaming from `log` until `shutdown`.
-    pub fn new(log: Arc<Log>, shutdown: CancellationToken, heartbeat: Duration) -> Self {
+    pub fn new(
+        log: Arc<Log>,
+        consumers: Arc<Consumers>,
+        shutdown: CancellationToken,
+        heartbeat: Duration,
+    ) -> Self {
         EventStreamService {
             log,
+            consumers,
             shutdown,
             heartbeat,
         }
     }
 
-    /// Checks the request and builds the task that serves it.
-    fn start(&self, req: SubscribeRequest) -> Result<(StreamTask, mpsc::Receiver<Item>), Status> {
+    /// Checks the request, takes the consumer's lease, and builds the task that serves it.
+    async fn start(
+        &self,
+        req: SubscribeRequest,
+    ) -> Result<(StreamTask, mpsc::Receiver<Item>), Status> {
         if self.shutdown.is_cancelled() {
             return Err(Status::unavailable("clerk-bridge is shutting down"));
         }
         let filter = TypeFilter::try_new(&req.event_types)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let head = self.log.head();
-        if req.after_sequence > head {
-            return Err(Status::out_of_range(format!(
-                "after_sequence {} is ahead of the log head {head}",
-                req.after_sequence
-            )));
-        }
+        let start = StartPosition::try_from(req.start)
+            .map_err(|_| Status::invalid_argument("unknown start position"))?;
+        let named = !req.consumer.is_empty();
+        let consumer = if named {
+            self.consumer(&req.consumer)?
+        } else {
+            Consumer::Anonymous
+        };
+        let cursor = position::resolve(start, req.after_sequence, consumer, self.log.positions())?;
+        let window = if named {
+            Some(
+                self.window(&req.consumer, cursor, req.max_in_flight)
+                    .await?,
+            )
+        } else {
+            None
+        };
         let reader = self.log.reader().map_err(|error| {
             tracing::error!(%error, "Cannot open a log reader");
             Status::internal("could not open the log")
@@ -72,13 +104,49 @@ impl EventStreamService {
         let task = StreamTask {
             log: self.log.clone(),
             reader: Arc::new(Mutex::new(reader)),
-            cursor: req.after_sequence,
+            cursor,
             filter,
             tx,
             shutdown: self.shutdown.clone(),
             heartbeat: self.heartbeat,
+            window,
         };
         Ok((task, rx))
+    }
+
+    /// What the registry knows of a named consumer.
+    fn consumer(&self, name: &str) -> Result<Consumer, Status> {
+        match self.consumers.committed(name) {
+            Ok(committed) => Ok(Consumer::Committed(committed)),
+            Err(ConsumerError::NotFound(_)) => Ok(Consumer::New),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn window(&self, name: &str, cursor: u64, max_in_flight: u32) -> Result<Window, Status> {
+        let lease = self.consumers.lease(name, cursor).await?;
+        let max_in_flight = match max_in_flight {
+            0 => DEFAULT_MAX_IN_FLIGHT,
+            n => n as usize,
+        };
+        Ok(Window {
+            committed: lease.committed(),
+            lease,
+            max_in_flight,
+            in_flight: VecDeque::new(),
+        })
+    }
+
+    fn consumer_info(&self, summary: ConsumerSummary) -> ConsumerInfo {
+        let stored = summary.stored;
+        ConsumerInfo {
+            lag: self.log.head().saturating_sub(stored.committed),
+            name: stored.name,
+            committed_sequence: stored.committed,
+            active: summary.active,
+            created_at: timestamp_from_millis(stored.created_at_ms),
+            updated_at: timestamp_from_millis(stored.updated_at_ms),
+        }
     }
 }
 
@@ -91,9 +159,85 @@ impl EventStream for EventStreamService {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let req = request.into_inner();
-        let span = tracing::info_span!("subscription", after = req.after_sequence);
-        let (task, rx) = self.start(req)?;
+        let span = tracing::info_span!("subscription", consumer = %req.consumer);
+        let (task, rx) = self.start(req).instrument(span.clone()).await?;
+        tracing::debug!(parent: &span, after = task.cursor, "Subscription started");
         tokio::spawn(task.run().instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn commit(
+        &self,
+        request: Request<CommitRequest>,
+    ) -> Result<Response<CommitResponse>, Status> {
+        let req = request.into_inner();
+        let head = self.log.head();
+        if req.sequence > head {
+            return Err(Status::out_of_range(format!(
+                "sequence {} is ahead of the log head {head}",
+                req.sequence
+            )));
+        }
+        let committed_sequence = self.consumers.commit(&req.consumer, req.sequence).await?;
+        Ok(Response::new(CommitResponse { committed_sequence }))
+    }
+
+    async fn list_consumers(
+        &self,
+        _request: Request<ListConsumersRequest>,
+    ) -> Result<Response<ListConsumersResponse>, Status> {
+        let consumers = self
+            .consumers
+            .list()
+            .into_iter()
+            .map(|summary| self.consumer_info(summary))
+            .collect();
+        Ok(Response::new(ListConsumersResponse { consumers }))
+    }
+
+    async fn reset_consumer(
+        &self,
+        request: Request<ResetConsumerRequest>,
+    ) -> Result<Response<ResetConsumerResponse>, Status> {
+        let req = request.into_inner();
+        let target = match StartPosition::try_from(req.position) {
+            Ok(StartPosition::Earliest) => 0,
+            Ok(StartPosition::Latest) => self.log.head(),
+            Ok(StartPosition::AfterSequence) => req.after_sequence,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "position must be EARLIEST, LATEST or AFTER_SEQUENCE",
+                ));
+            }
+        };
+        let target = position::check_bounds(target, self.log.positions())?;
+        let committed_sequence = self.consumers.reset(&req.consumer, target).await?;
+        Ok(Response::new(ResetConsumerResponse { committed_sequence }))
+    }
+
+    async fn delete_consumer(
+        &self,
+        request: Request<DeleteConsumerRequest>,
+    ) -> Result<Response<DeleteConsumerResponse>, Status> {
+        self.consumers
+            .delete(&request.into_inner().consumer)
+            .await?;
+        Ok(Response::new(DeleteConsumerResponse {}))
+    }
+}
+
+impl From<ConsumerError> for Status {
+    fn from(e: ConsumerError) -> Self {
+        let message = e.to_string();
+        match e {
+            ConsumerError::InvalidName => Status::invalid_argument(message),
+            ConsumerError::NotFound(_) => Status::not_found(message),
+            ConsumerError::Busy(_) => Status::aborted(message),
+            ConsumerError::Active(_) => Status::failed_precondition(message),
+            ConsumerError::Unstored(error) => {
+                tracing::warn!(%error, "Consumer position not stored");
+                Status::unavailable(message)
+            }
+        }
     }
 }

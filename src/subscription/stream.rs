@@ -1,38 +1,59 @@
 //! One subscription stream: a task that reads the log forward from the subscriber's position into
 //! the stream's own bounded buffer.
 //!
-//! The task reads from disk whenever it is behind the head and waits on the head watch when caught
-//! up, so a slow subscriber only ever delays itself: it never blocks ingest or other subscribers, and
-//! since its position is a sequence, it never misses an event however far behind it falls.
+//! The task reads from disk whenever it is behind the head and waits on the log's positions when
+//! caught up, so a slow subscriber only ever delays itself: it never blocks ingest or other
+//! subscribers, and since its position is a sequence, it never misses an event however far behind
+//! it falls (unless retention deletes events it has not read: the stream then ends with
+//! OUT_OF_RANGE). For a named consumer the task also stops at `max_in_flight` events delivered but
+//! not committed, and resumes when a commit arrives.
 
 use std::{
+    collections::VecDeque,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::filter::TypeFilter;
 use crate::{
-    log::{Log, LogReader, StoredEvent},
-    proto::{Heartbeat, SubscribeResponse, subscribe_response::Message},
+    consumer::Lease,
+    log::{Log, LogReader, Positions, StoredEvent},
+    proto::{CaughtUp, Heartbeat, StreamStart, SubscribeResponse, subscribe_response::Message},
     record,
 };
 
 /// Events read from disk per query while catching up.
 const READ_BATCH: usize = 128;
-/// How long the stream task may try to tell a stalled client that the bridge is shutting down.
+/// How long the stream task may try to tell a stalled client why the stream ends.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a stream task sends: a message, or the status that ends the stream.
 pub(super) type Item = Result<SubscribeResponse, Status>;
 
+/// Flow control of a named consumer's stream.
+#[derive(Debug)]
+pub(super) struct Window {
+    /// The consumer's lease (released when the task ends).
+    pub(super) lease: Lease,
+    /// The consumer's committed sequence.
+    pub(super) committed: watch::Receiver<u64>,
+    /// Most delivered-but-uncommitted events.
+    pub(super) max_in_flight: usize,
+    /// Sequences delivered and not yet committed, oldest first.
+    pub(super) in_flight: VecDeque<u64>,
+}
+
 /// Everything a stream task needs.
 #[derive(Debug)]
 pub(super) struct StreamTask {
-    /// The log, for its head.
+    /// The log, for its positions.
     pub(super) log: Arc<Log>,
     /// This stream's own read connection, moved into blocking reads.
     pub(super) reader: Arc<Mutex<LogReader>>,
@@ -46,6 +67,8 @@ pub(super) struct StreamTask {
     pub(super) shutdown: CancellationToken,
     /// Idle time after which a heartbeat is sent.
     pub(super) heartbeat: Duration,
+    /// Flow control, for named consumers.
+    pub(super) window: Option<Window>,
 }
 
 /// Why the task stopped.
@@ -54,36 +77,43 @@ enum Stop {
     ClientGone,
     /// The bridge is shutting down.
     Shutdown,
-    /// The log could not be read; the status to end the stream with.
+    /// The stream cannot go on; the status to end it with.
     Failed(Status),
 }
 
 // === impl StreamTask ===
 
 impl StreamTask {
-    /// Streams until the client leaves, the bridge shuts down, or the log fails.
+    /// Streams until the client leaves, the bridge shuts down, or the stream fails.
     pub(super) async fn run(mut self) {
-        let stop = self.pump().await;
-        match stop {
-            Stop::ClientGone => tracing::debug!(cursor = self.cursor, "Subscriber left"),
+        let status = match self.pump().await {
+            Stop::ClientGone => {
+                tracing::debug!(cursor = self.cursor, "Subscriber left");
+                return;
+            }
             Stop::Shutdown => {
-                let status =
-                    Status::unavailable("clerk-bridge is shutting down; reconnect to resume");
-                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.tx.send(Err(status))).await;
+                Status::unavailable("clerk-bridge is shutting down; reconnect to resume")
             }
-            Stop::Failed(status) => {
-                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.tx.send(Err(status))).await;
-            }
-        }
+            Stop::Failed(status) => status,
+        };
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.tx.send(Err(status))).await;
     }
 
     async fn pump(&mut self) -> Stop {
-        let mut head = self.log.watch_head();
+        let mut positions = self.log.watch_positions();
+        let start = *positions.borrow();
+        if let Err(stop) = self.send(start_marker(self.cursor, start)).await {
+            return stop;
+        }
         let mut last_sent = Instant::now();
+        let mut caught_up_sent = false;
         loop {
-            // Mark the current head as seen before reading, so a commit after the read wakes us.
-            let head_now = *head.borrow_and_update();
-            if self.cursor < head_now {
+            // Mark the positions as seen before reading, so a commit after the read wakes us.
+            let now = *positions.borrow_and_update();
+            if let Err(stop) = self.check_retained(now) {
+                return stop;
+            }
+            if self.cursor < now.head && !self.window_full() {
                 match self.send_batch().await {
                     Ok(true) => last_sent = Instant::now(),
                     Ok(false) => {}
@@ -91,13 +121,21 @@ impl StreamTask {
                 }
                 continue;
             }
+            if self.cursor >= now.head && !caught_up_sent {
+                if let Err(stop) = self.send(caught_up(now.head)).await {
+                    return stop;
+                }
+                caught_up_sent = true;
+                last_sent = Instant::now();
+            }
             tokio::select! {
-                changed = head.changed() => {
-                    // The log is gone only at shutdown.
+                changed = positions.changed() => {
+                    // The log's sender is gone only once the log has closed at shutdown.
                     if changed.is_err() { return Stop::Shutdown; }
                 }
+                () = committed_changed(self.window.as_mut()) => {}
                 () = tokio::time::sleep_until(last_sent + self.heartbeat) => {
-                    if let Err(stop) = self.send(heartbeat(head_now)).await { return stop; }
+                    if let Err(stop) = self.send(heartbeat(now.head)).await { return stop; }
                     last_sent = Instant::now();
                 }
                 () = self.shutdown.cancelled() => return Stop::Shutdown,
@@ -106,27 +144,69 @@ impl StreamTask {
         }
     }
 
-    /// Reads the next batch after the cursor and sends the events that pass the filter.
-    /// Returns whether anything was sent.
+    /// Ends the stream if retention deleted events it has not delivered yet.
+    fn check_retained(&self, positions: Positions) -> Result<(), Stop> {
+        if self.cursor + 1 >= positions.first_retained {
+            return Ok(());
+        }
+        Err(Stop::Failed(Status::out_of_range(format!(
+            "events after {} were deleted by retention; the first retained sequence is {}",
+            self.cursor, positions.first_retained
+        ))))
+    }
+
+    /// Whether a named consumer has as many uncommitted deliveries as it may have.
+    fn window_full(&mut self) -> bool {
+        let Some(window) = self.window.as_mut() else {
+            return false;
+        };
+        let committed = *window.committed.borrow_and_update();
+        while window
+            .in_flight
+            .front()
+            .is_some_and(|&seq| seq <= committed)
+        {
+            window.in_flight.pop_front();
+        }
+        window.in_flight.len() >= window.max_in_flight
+    }
+
+    /// Reads the next batch after the cursor and sends the events that pass the filter, stopping
+    /// early when the window fills. Returns whether anything was sent.
     async fn send_batch(&mut self) -> Result<bool, Stop> {
         let batch = self.read_batch().await?;
         let mut sent = false;
         for stored in batch {
-            let sequence = stored.sequence;
             if self.filter.matches(&stored.event_type) {
-                let event = record::decode(&stored).map_err(|e| {
-                    tracing::error!(sequence, "Stored event is corrupt; ending the stream");
-                    Stop::Failed(Status::data_loss(e.to_string()))
-                })?;
-                self.send(SubscribeResponse {
-                    message: Some(Message::Event(event)),
-                })
-                .await?;
+                if self.window_full() {
+                    break;
+                }
+                self.send_event(&stored).await?;
                 sent = true;
             }
-            self.cursor = sequence;
+            self.cursor = stored.sequence;
         }
         Ok(sent)
+    }
+
+    async fn send_event(&mut self, stored: &StoredEvent) -> Result<(), Stop> {
+        let sequence = stored.sequence;
+        let event = record::decode(stored).map_err(|e| {
+            tracing::error!(sequence, "Stored event is corrupt; ending the stream");
+            Stop::Failed(Status::data_loss(e.to_string()))
+        })?;
+        let delivery_attempt = match self.window.as_mut() {
+            Some(window) => {
+                window.in_flight.push_back(sequence);
+                window.lease.record_delivery(sequence)
+            }
+            None => 0,
+        };
+        self.send(SubscribeResponse {
+            message: Some(Message::Event(event)),
+            delivery_attempt,
+        })
+        .await
     }
 
     /// Reads up to [`READ_BATCH`] events after the cursor, off the async workers.
@@ -156,12 +236,43 @@ impl StreamTask {
     }
 }
 
-/// A heartbeat carrying the head.
-fn heartbeat(head: u64) -> SubscribeResponse {
-    SubscribeResponse {
-        message: Some(Message::Heartbeat(Heartbeat {
-            head_sequence: head,
-            sent_at: Some(std::time::SystemTime::now().into()),
-        })),
+/// Resolves when a named consumer's committed sequence changes; never for anonymous streams.
+async fn committed_changed(window: Option<&mut Window>) {
+    match window {
+        Some(window) => {
+            if window.committed.changed().await.is_err() {
+                // The consumer was deleted: nothing will change any more.
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
+}
+
+fn message(message: Message) -> SubscribeResponse {
+    SubscribeResponse {
+        message: Some(message),
+        delivery_attempt: 0,
+    }
+}
+
+fn start_marker(after: u64, positions: Positions) -> SubscribeResponse {
+    message(Message::Start(StreamStart {
+        after_sequence: after,
+        first_retained_sequence: positions.first_retained,
+        head_sequence: positions.head,
+    }))
+}
+
+fn caught_up(head: u64) -> SubscribeResponse {
+    message(Message::CaughtUp(CaughtUp {
+        head_sequence: head,
+    }))
+}
+
+fn heartbeat(head: u64) -> SubscribeResponse {
+    message(Message::Heartbeat(Heartbeat {
+        head_sequence: head,
+        sent_at: Some(std::time::SystemTime::now().into()),
+    }))
 }

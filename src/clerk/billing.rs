@@ -1,0 +1,412 @@
+//! Conversion of Clerk Billing JSON (`data` of `subscription.*`, `subscriptionItem.*` and
+//! `paymentAttempt.*` events) into the typed proto messages.
+//!
+//! Every proto field is read from the Clerk JSON field of the same name through the lenient
+//! accessors in [`super::json`]; `*_at` fields and dates are int64 milliseconds, amounts are
+//! integers in the currency's smallest unit. One [`SubscriptionItem`] message serves the three
+//! shapes Clerk sends items in (inside a subscription, as a standalone event, inside a payment
+//! attempt): fields a shape lacks stay absent. Statuses are kept as sent and typed beside.
+
+use super::json::{
+    Object, bool_or_false, known_enum, objects, opt_bool, opt_f64, opt_i64, opt_object, opt_string,
+    string_or_empty, timestamp_ms,
+};
+use crate::proto::{
+    BillingAmount, BillingCredit, BillingCredits, BillingPayee, BillingPayer, BillingPayerCredit,
+    BillingPaymentFailedReason, BillingPaymentSource, BillingPlan, BillingSeats, BillingTotals,
+    BillingUnitPrice, BillingUnitPriceTier, BillingUnitTotal, PaymentAttempt, PaymentAttemptEvent,
+    PaymentAttemptStatus, Subscription, SubscriptionEvent, SubscriptionItem, SubscriptionItemEvent,
+    SubscriptionStatus, payment_attempt_event, subscription_event, subscription_item_event,
+};
+
+/// The typed change of a `subscription.{action}` event, or `None` for an unknown action.
+pub(super) fn subscription_event(action: &str, data: &Object) -> Option<SubscriptionEvent> {
+    use subscription_event::Change;
+    let change: fn(Subscription) -> Change = match action {
+        "created" => Change::Created,
+        "updated" => Change::Updated,
+        "active" => Change::Active,
+        "pastDue" => Change::PastDue,
+        _ => return None,
+    };
+    Some(SubscriptionEvent {
+        change: Some(change(subscription_from_json(data))),
+    })
+}
+
+/// The typed change of a `subscriptionItem.{action}` event, or `None` for an unknown action.
+pub(super) fn subscription_item_event(
+    action: &str,
+    data: &Object,
+) -> Option<SubscriptionItemEvent> {
+    use subscription_item_event::Change;
+    let change: fn(SubscriptionItem) -> Change = match action {
+        "updated" => Change::Updated,
+        "active" => Change::Active,
+        "canceled" => Change::Canceled,
+        "upcoming" => Change::Upcoming,
+        "ended" => Change::Ended,
+        "abandoned" => Change::Abandoned,
+        "incomplete" => Change::Incomplete,
+        "pastDue" => Change::PastDue,
+        "freeTrialEnding" => Change::FreeTrialEnding,
+        "created" => Change::Created,
+        _ => return None,
+    };
+    Some(SubscriptionItemEvent {
+        change: Some(change(subscription_item_from_json(data))),
+    })
+}
+
+/// The typed change of a `paymentAttempt.{action}` event, or `None` for an unknown action.
+pub(super) fn payment_attempt_event(action: &str, data: &Object) -> Option<PaymentAttemptEvent> {
+    use payment_attempt_event::Change;
+    let change: fn(PaymentAttempt) -> Change = match action {
+        "created" => Change::Created,
+        "updated" => Change::Updated,
+        _ => return None,
+    };
+    Some(PaymentAttemptEvent {
+        change: Some(change(payment_attempt_from_json(data))),
+    })
+}
+
+/// The `status` of a subscription or subscription item as a [`SubscriptionStatus`] number.
+fn subscription_status(obj: &Object) -> i32 {
+    known_enum(
+        obj,
+        "status",
+        "SUBSCRIPTION_STATUS_",
+        SubscriptionStatus::from_str_name,
+    )
+}
+
+/// Converts the `data` of a `subscription.*` event.
+pub(super) fn subscription_from_json(data: &Object) -> Subscription {
+    Subscription {
+        id: string_or_empty(data, "id"),
+        status: string_or_empty(data, "status"),
+        known_status: subscription_status(data),
+        active_at: timestamp_ms(data, "active_at"),
+        canceled_at: timestamp_ms(data, "canceled_at"),
+        ended_at: timestamp_ms(data, "ended_at"),
+        past_due_at: timestamp_ms(data, "past_due_at"),
+        created_at: timestamp_ms(data, "created_at"),
+        updated_at: timestamp_ms(data, "updated_at"),
+        latest_payment_id: opt_string(data, "latest_payment_id"),
+        payer_id: string_or_empty(data, "payer_id"),
+        payer: opt_object(data, "payer").map(payer),
+        payment_source_id: opt_string(data, "payment_source_id"),
+        items: objects(data, "items", subscription_item_from_json),
+    }
+}
+
+/// Converts a subscription item, in any of the shapes Clerk sends.
+pub(super) fn subscription_item_from_json(data: &Object) -> SubscriptionItem {
+    let item = SubscriptionItem {
+        id: string_or_empty(data, "id"),
+        status: string_or_empty(data, "status"),
+        known_status: subscription_status(data),
+        is_free_trial: bool_or_false(data, "is_free_trial"),
+        created_at: timestamp_ms(data, "created_at"),
+        updated_at: timestamp_ms(data, "updated_at"),
+        period_start: timestamp_ms(data, "period_start"),
+        period_end: timestamp_ms(data, "period_end"),
+        interval: opt_string(data, "interval"),
+        plan_id: opt_string(data, "plan_id"),
+        plan: opt_object(data, "plan").map(plan),
+        payer: opt_object(data, "payer").map(payer),
+        subscription_id: opt_string(data, "subscription_id"),
+        seats: opt_object(data, "seats").map(seats),
+        ..SubscriptionItem::default()
+    };
+    with_payment_details(data, item)
+}
+
+/// Fills the fields only items inside a payment attempt carry: amounts, credits, dates.
+fn with_payment_details(data: &Object, item: SubscriptionItem) -> SubscriptionItem {
+    SubscriptionItem {
+        canceled_at: timestamp_ms(data, "canceled_at"),
+        past_due_at: timestamp_ms(data, "past_due_at"),
+        amount: opt_object(data, "amount").map(amount),
+        lifetime_paid: opt_i64(data, "lifetime_paid"),
+        next_payment_amount: opt_i64(data, "next_payment_amount"),
+        next_payment_date: timestamp_ms(data, "next_payment_date"),
+        credit: opt_object(data, "credit").map(credit),
+        credits: opt_object(data, "credits").map(credits),
+        proration_date: opt_string(data, "proration_date"),
+        plan_period: opt_string(data, "plan_period"),
+        ..item
+    }
+}
+
+/// Converts a `plan` object (the short shape of subscriptions, the long one of payment attempts).
+fn plan(obj: &Object) -> BillingPlan {
+    BillingPlan {
+        id: string_or_empty(obj, "id"),
+        slug: string_or_empty(obj, "slug"),
+        name: string_or_empty(obj, "name"),
+        is_recurring: bool_or_false(obj, "is_recurring"),
+        amount: opt_i64(obj, "amount"),
+        currency: string_or_empty(obj, "currency"),
+        unit_prices: objects(obj, "unit_prices", unit_price),
+        instance_id: opt_string(obj, "instance_id"),
+        product_id: opt_string(obj, "product_id"),
+        description: opt_string(obj, "description"),
+        is_default: opt_bool(obj, "is_default"),
+        is_prorated: opt_bool(obj, "is_prorated"),
+        period: opt_string(obj, "period"),
+        interval: opt_i64(obj, "interval"),
+        has_base_fee: opt_bool(obj, "has_base_fee"),
+        annual_monthly_amount: opt_i64(obj, "annual_monthly_amount"),
+        publicly_visible: opt_bool(obj, "publicly_visible"),
+    }
+}
+
+/// Converts one entry of a plan's `unit_prices`.
+fn unit_price(obj: &Object) -> BillingUnitPrice {
+    BillingUnitPrice {
+        name: string_or_empty(obj, "name"),
+        block_size: opt_i64(obj, "block_size"),
+        tiers: objects(obj, "tiers", unit_price_tier),
+    }
+}
+
+/// Converts one entry of a unit price's `tiers`.
+fn unit_price_tier(obj: &Object) -> BillingUnitPriceTier {
+    BillingUnitPriceTier {
+        starts_at_block: opt_i64(obj, "starts_at_block"),
+        ends_after_block: opt_i64(obj, "ends_after_block"),
+        amount_per_block: opt_i64(obj, "amount_per_block"),
+        currency: string_or_empty(obj, "currency"),
+    }
+}
+
+/// Converts a `seats` object.
+fn seats(obj: &Object) -> BillingSeats {
+    BillingSeats {
+        quantity: opt_i64(obj, "quantity"),
+    }
+}
+
+/// Converts a `payer` object.
+fn payer(obj: &Object) -> BillingPayer {
+    BillingPayer {
+        id: string_or_empty(obj, "id"),
+        user_id: opt_string(obj, "user_id"),
+        first_name: opt_string(obj, "first_name"),
+        last_name: opt_string(obj, "last_name"),
+        email: opt_string(obj, "email"),
+        organization_id: opt_string(obj, "organization_id"),
+        organization_name: opt_string(obj, "organization_name"),
+        image_url: opt_string(obj, "image_url"),
+        created_at: timestamp_ms(obj, "created_at"),
+        updated_at: timestamp_ms(obj, "updated_at"),
+    }
+}
+
+/// Converts a `payee` object.
+fn payee(obj: &Object) -> BillingPayee {
+    BillingPayee {
+        id: string_or_empty(obj, "id"),
+        gateway_type: string_or_empty(obj, "gateway_type"),
+        gateway_external_id: string_or_empty(obj, "gateway_external_id"),
+        gateway_status: string_or_empty(obj, "gateway_status"),
+    }
+}
+
+/// Converts an amount object (`amount`, `subtotal`, `total`, ...).
+fn amount(obj: &Object) -> BillingAmount {
+    BillingAmount {
+        amount: opt_i64(obj, "amount"),
+        amount_formatted: string_or_empty(obj, "amount_formatted"),
+        currency: string_or_empty(obj, "currency"),
+        currency_symbol: string_or_empty(obj, "currency_symbol"),
+    }
+}
+
+/// The amount object at `key`, when there is one.
+fn amount_at(obj: &Object, key: &str) -> Option<BillingAmount> {
+    opt_object(obj, key).map(amount)
+}
+
+/// Converts a `totals` object.
+fn totals(obj: &Object) -> BillingTotals {
+    BillingTotals {
+        subtotal: amount_at(obj, "subtotal"),
+        tax_total: amount_at(obj, "tax_total"),
+        grand_total: amount_at(obj, "grand_total"),
+        per_unit_totals: objects(obj, "per_unit_totals", unit_total),
+    }
+}
+
+/// Converts one entry of `per_unit_totals`.
+fn unit_total(obj: &Object) -> BillingUnitTotal {
+    BillingUnitTotal {
+        name: string_or_empty(obj, "name"),
+        amount: opt_i64(obj, "amount"),
+        quantity: opt_i64(obj, "quantity"),
+        total: opt_i64(obj, "total"),
+        currency: string_or_empty(obj, "currency"),
+    }
+}
+
+/// Converts a `payment_source` object.
+fn payment_source(obj: &Object) -> BillingPaymentSource {
+    BillingPaymentSource {
+        id: string_or_empty(obj, "id"),
+        gateway: string_or_empty(obj, "gateway"),
+        gateway_external_id: string_or_empty(obj, "gateway_external_id"),
+        gateway_external_account_id: opt_string(obj, "gateway_external_account_id"),
+        payment_method: string_or_empty(obj, "payment_method"),
+        status: string_or_empty(obj, "status"),
+        card_type: opt_string(obj, "card_type"),
+        last4: opt_string(obj, "last4"),
+    }
+}
+
+/// Converts a `failed_reason` object.
+fn failed_reason(obj: &Object) -> BillingPaymentFailedReason {
+    BillingPaymentFailedReason {
+        code: string_or_empty(obj, "code"),
+        decline_code: string_or_empty(obj, "decline_code"),
+    }
+}
+
+/// Converts a proration `credit` object.
+fn credit(obj: &Object) -> BillingCredit {
+    BillingCredit {
+        amount: amount_at(obj, "amount"),
+        cycle_days_remaining: opt_i64(obj, "cycle_days_remaining"),
+        cycle_days_total: opt_i64(obj, "cycle_days_total"),
+        cycle_remaining_percent: opt_f64(obj, "cycle_remaining_percent"),
+    }
+}
+
+/// Converts a `credits` object.
+fn credits(obj: &Object) -> BillingCredits {
+    let payer = |payer: &Object| BillingPayerCredit {
+        applied_amount: amount_at(payer, "applied_amount"),
+        remaining_balance: amount_at(payer, "remaining_balance"),
+    };
+    BillingCredits {
+        proration: opt_object(obj, "proration").map(credit),
+        payer: opt_object(obj, "payer").map(payer),
+        total: amount_at(obj, "total"),
+    }
+}
+
+/// Converts the `data` of a `paymentAttempt.*` event.
+pub(super) fn payment_attempt_from_json(data: &Object) -> PaymentAttempt {
+    let attempt = PaymentAttempt {
+        id: string_or_empty(data, "id"),
+        instance_id: string_or_empty(data, "instance_id"),
+        payment_id: string_or_empty(data, "payment_id"),
+        statement_id: opt_string(data, "statement_id"),
+        invoice_id: opt_string(data, "invoice_id"),
+        gateway_external_id: opt_string(data, "gateway_external_id"),
+        status: string_or_empty(data, "status"),
+        known_status: known_enum(
+            data,
+            "status",
+            "PAYMENT_ATTEMPT_STATUS_",
+            PaymentAttemptStatus::from_str_name,
+        ),
+        created_at: timestamp_ms(data, "created_at"),
+        updated_at: timestamp_ms(data, "updated_at"),
+        paid_at: timestamp_ms(data, "paid_at"),
+        failed_at: timestamp_ms(data, "failed_at"),
+        failed_reason: opt_object(data, "failed_reason").map(failed_reason),
+        billing_date: timestamp_ms(data, "billing_date"),
+        charge_type: string_or_empty(data, "charge_type"),
+        ..PaymentAttempt::default()
+    };
+    with_charge(data, attempt)
+}
+
+/// Fills who paid whom, how much, with what, and for which items.
+fn with_charge(data: &Object, attempt: PaymentAttempt) -> PaymentAttempt {
+    PaymentAttempt {
+        payee: opt_object(data, "payee").map(payee),
+        payer: opt_object(data, "payer").map(payer),
+        totals: opt_object(data, "totals").map(totals),
+        payment_source: opt_object(data, "payment_source").map(payment_source),
+        subscription_items: objects(data, "subscription_items", subscription_item_from_json),
+        ..attempt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// Unwraps a `json!` literal that is known to be an object.
+    fn object(value: Value) -> Object {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn every_item_action_has_its_change() {
+        use subscription_item_event::Change;
+        let data = object(json!({"id": "csub_item_1"}));
+        let actions = [
+            "updated",
+            "active",
+            "canceled",
+            "upcoming",
+            "ended",
+            "abandoned",
+            "incomplete",
+            "pastDue",
+            "freeTrialEnding",
+            "created",
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for action in actions {
+            let change = subscription_item_event(action, &data).and_then(|e| e.change);
+            let Some(change) = change else {
+                panic!("{action} has no change")
+            };
+            seen.insert(std::mem::discriminant(&change));
+            let (Change::Updated(item)
+            | Change::Active(item)
+            | Change::Canceled(item)
+            | Change::Upcoming(item)
+            | Change::Ended(item)
+            | Change::Abandoned(item)
+            | Change::Incomplete(item)
+            | Change::PastDue(item)
+            | Change::FreeTrialEnding(item)
+            | Change::Created(item)) = change;
+            assert_eq!(item.id, "csub_item_1");
+        }
+        assert_eq!(seen.len(), actions.len());
+        assert_eq!(subscription_item_event("past_due", &data), None);
+        assert_eq!(subscription_event("pastdue", &data), None);
+        assert_eq!(payment_attempt_event("refunded", &data), None);
+    }
+
+    #[test]
+    fn failures_and_per_unit_totals_are_typed() {
+        let data = object(json!({
+            "status": "failed", "failed_at": 1_000, "paid_at": null,
+            "failed_reason": {"code": "card_declined", "decline_code": "insufficient_funds"},
+            "totals": {"grand_total": {"amount": "22"}, "per_unit_totals": [
+                {"name": "seats", "amount": 100, "quantity": null, "total": 500}]}
+        }));
+        let attempt = payment_attempt_from_json(&data);
+        assert_eq!(attempt.known_status(), PaymentAttemptStatus::Failed);
+        assert_eq!(attempt.paid_at, None);
+        let reason = attempt.failed_reason.expect("an object");
+        assert_eq!(reason.decline_code, "insufficient_funds");
+        let totals = attempt.totals.expect("an object");
+        assert_eq!(totals.grand_total.map(|t| t.amount), Some(None));
+        assert_eq!(totals.subtotal, None);
+        let unit = &totals.per_unit_totals[0];
+        assert_eq!((unit.quantity, unit.total), (None, Some(500)));
+    }
+}

@@ -1,0 +1,307 @@
+//! Named durable consumers: committed positions, one active stream per name, in-flight accounting.
+//!
+//! The registry is the in-memory authority, loaded from the log's `consumers` table at start; every
+//! change to a committed position is written through the log (fsynced) before it takes effect, so a
+//! commit acknowledged to a client survives a crash. A consumer is created by its first
+//! subscription. Delivery attempts are counted in memory for events delivered but not yet committed.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
+
+use tokio::sync::watch;
+
+use crate::{
+    clock::now_ms,
+    log::{AppendError, Log, StoredConsumer},
+};
+
+/// Longest consumer name.
+const MAX_NAME_LEN: usize = 64;
+
+/// Why a consumer operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// The name is not `[A-Za-z0-9_-]{1,64}`.
+    #[error("consumer name must match [A-Za-z0-9_-]{{1,64}}")]
+    InvalidName,
+    /// No consumer of that name.
+    #[error("no consumer named {0:?}")]
+    NotFound(String),
+    /// The consumer already has an active stream.
+    #[error("consumer {0:?} already has an active stream; one stream per consumer at a time")]
+    Busy(String),
+    /// The operation needs the consumer's stream to be closed.
+    #[error("consumer {0:?} has an active stream; close it first")]
+    Active(String),
+    /// The log could not store the change.
+    #[error("the consumer's position could not be stored")]
+    Unstored(#[from] AppendError),
+}
+
+/// One consumer's state.
+#[derive(Debug)]
+struct Entry {
+    /// The committed sequence; streams watch it for flow control.
+    committed: watch::Sender<u64>,
+    /// Whether a stream holds the lease.
+    active: bool,
+    /// Deliveries of events not yet committed: sequence → times sent.
+    attempts: BTreeMap<u64, u32>,
+    /// Creation time, unix milliseconds.
+    created_at_ms: i64,
+    /// Last position change, unix milliseconds.
+    updated_at_ms: i64,
+}
+
+/// What [`Consumers::list`] reports per consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerSummary {
+    /// As stored.
+    pub stored: StoredConsumer,
+    /// Whether a stream is open for it.
+    pub active: bool,
+}
+
+/// The registry of named consumers.
+#[derive(Debug)]
+pub struct Consumers {
+    /// Where positions are persisted.
+    log: Arc<Log>,
+    /// Consumers by name. Held only for short, await-free sections.
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+/// The right to stream for one consumer; released on drop.
+#[derive(Debug)]
+pub struct Lease {
+    /// The registry.
+    consumers: Arc<Consumers>,
+    /// The consumer.
+    name: String,
+    /// Its committed sequence, for flow control.
+    committed: watch::Receiver<u64>,
+}
+
+// === impl Consumers ===
+
+impl Consumers {
+    /// The registry holding `stored` consumers.
+    pub fn new(log: Arc<Log>, stored: Vec<StoredConsumer>) -> Self {
+        let entries = stored
+            .into_iter()
+            .map(|c| {
+                let entry = Entry {
+                    committed: watch::Sender::new(c.committed),
+                    active: false,
+                    attempts: BTreeMap::new(),
+                    created_at_ms: c.created_at_ms,
+                    updated_at_ms: c.updated_at_ms,
+                };
+                (c.name, entry)
+            })
+            .collect();
+        Consumers {
+            log,
+            entries: Mutex::new(entries),
+        }
+    }
+
+    /// Takes the stream lease of `name`, creating the consumer at `committed_if_new` if unknown.
+    ///
+    /// # Errors
+    /// [`ConsumerError::Busy`] when another stream holds it; `Unstored` when creating it failed.
+    pub async fn lease(
+        self: &Arc<Self>,
+        name: &str,
+        committed_if_new: u64,
+    ) -> Result<Lease, ConsumerError> {
+        validate_name(name)?;
+        let created = {
+            let mut entries = self.entries();
+            match entries.get_mut(name) {
+                Some(entry) if entry.active => return Err(ConsumerError::Busy(name.to_owned())),
+                Some(entry) => {
+                    entry.active = true;
+                    false
+                }
+                None => {
+                    entries.insert(name.to_owned(), new_entry(committed_if_new));
+                    true
+                }
+            }
+        };
+        if created
+            && let Err(e) = self
+                .log
+                .save_consumer(name, committed_if_new, now_ms())
+                .await
+        {
+            self.entries().remove(name);
+            return Err(e.into());
+        }
+        Ok(self.lease_for(name))
+    }
+
+    fn lease_for(self: &Arc<Self>, name: &str) -> Lease {
+        let committed = self.entries().get(name).map_or_else(
+            || watch::Sender::new(0).subscribe(),
+            |e| e.committed.subscribe(),
+        );
+        Lease {
+            consumers: self.clone(),
+            name: name.to_owned(),
+            committed,
+        }
+    }
+
+    /// Moves `name` forward to `sequence` (never backwards). Returns the committed sequence.
+    ///
+    /// # Errors
+    /// `NotFound`, or `Unstored` when the log could not store it.
+    pub async fn commit(&self, name: &str, sequence: u64) -> Result<u64, ConsumerError> {
+        let current = self.committed(name)?;
+        if sequence <= current {
+            return Ok(current);
+        }
+        self.log.save_consumer(name, sequence, now_ms()).await?;
+        Ok(self.apply(name, |committed| committed.max(sequence)))
+    }
+
+    /// Sets `name` to `sequence`, forwards or backwards.
+    ///
+    /// # Errors
+    /// `NotFound`, `Active` while it streams, `Unstored`.
+    pub async fn reset(&self, name: &str, sequence: u64) -> Result<u64, ConsumerError> {
+        self.ensure_idle(name)?;
+        self.log.save_consumer(name, sequence, now_ms()).await?;
+        Ok(self.apply(name, |_| sequence))
+    }
+
+    /// Forgets `name`.
+    ///
+    /// # Errors
+    /// `NotFound`, `Active` while it streams, `Unstored`.
+    pub async fn delete(&self, name: &str) -> Result<(), ConsumerError> {
+        self.ensure_idle(name)?;
+        self.log.delete_consumer(name).await?;
+        self.entries().remove(name);
+        Ok(())
+    }
+
+    /// Every consumer, by name.
+    pub fn list(&self) -> Vec<ConsumerSummary> {
+        let mut list: Vec<_> = self
+            .entries()
+            .iter()
+            .map(|(name, e)| ConsumerSummary {
+                stored: StoredConsumer {
+                    name: name.clone(),
+                    committed: *e.committed.borrow(),
+                    created_at_ms: e.created_at_ms,
+                    updated_at_ms: e.updated_at_ms,
+                },
+                active: e.active,
+            })
+            .collect();
+        list.sort_by(|a, b| a.stored.name.cmp(&b.stored.name));
+        list
+    }
+
+    /// The committed sequence of `name`.
+    ///
+    /// # Errors
+    /// `InvalidName` or `NotFound`.
+    pub fn committed(&self, name: &str) -> Result<u64, ConsumerError> {
+        validate_name(name)?;
+        self.entries()
+            .get(name)
+            .map(|e| *e.committed.borrow())
+            .ok_or_else(|| ConsumerError::NotFound(name.to_owned()))
+    }
+
+    fn ensure_idle(&self, name: &str) -> Result<(), ConsumerError> {
+        validate_name(name)?;
+        match self.entries().get(name) {
+            None => Err(ConsumerError::NotFound(name.to_owned())),
+            Some(e) if e.active => Err(ConsumerError::Active(name.to_owned())),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Applies a stored position change in memory; returns the new committed sequence.
+    fn apply(&self, name: &str, update: impl FnOnce(u64) -> u64) -> u64 {
+        let mut entries = self.entries();
+        let Some(entry) = entries.get_mut(name) else {
+            // Deleted meanwhile: the stored row is gone too, nothing to update.
+            return 0;
+        };
+        let committed = update(*entry.committed.borrow());
+        entry.committed.send_replace(committed);
+        entry.updated_at_ms = now_ms();
+        entry.attempts = entry.attempts.split_off(&(committed + 1));
+        committed
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // Every critical section leaves the map consistent, so a poisoned lock is still usable.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+// === impl Lease ===
+
+impl Lease {
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A receiver of the committed sequence.
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    /// Records one more delivery of `sequence`; returns how many times it has now been sent.
+    pub fn record_delivery(&self, sequence: u64) -> u32 {
+        let mut entries = self.consumers.entries();
+        let Some(entry) = entries.get_mut(&self.name) else {
+            return 1;
+        };
+        let attempts = entry.attempts.entry(sequence).or_insert(0);
+        *attempts = attempts.saturating_add(1);
+        *attempts
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(entry) = self.consumers.entries().get_mut(&self.name) {
+            entry.active = false;
+        }
+    }
+}
+
+fn new_entry(committed: u64) -> Entry {
+    let now = now_ms();
+    Entry {
+        committed: watch::Sender::new(committed),
+        active: true,
+        attempts: BTreeMap::new(),
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
+}
+
+/// Checks `[A-Za-z0-9_-]{1,64}`.
+///
+/// # Errors
+/// [`ConsumerError::InvalidName`].
+pub fn validate_name(name: &str) -> Result<(), ConsumerError> {
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(valid_char) {
+        return Err(ConsumerError::InvalidName);
+    }
+    Ok(())
+}

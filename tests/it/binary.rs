@@ -1,0 +1,173 @@
+//! The `clerk-bridge` binary: exit code 64 with a one-line error naming the bad flag, serving
+//! `/healthz`, a clean exit on SIGTERM, and logs free of secrets and personal data.
+
+use std::{net::SocketAddr, path::Path, process::Stdio, time::Duration};
+
+use serde_json::json;
+use tokio::{io::AsyncReadExt, process::Command};
+
+use crate::support::{Body, SECRET, eventually, svix_headers, try_http, within};
+
+/// How long the binary may take to exit after SIGTERM.
+const EXIT_AFTER_SIGTERM: Duration = Duration::from_secs(10);
+/// Exit code for bad configuration (EX_USAGE).
+const EX_USAGE: i32 = 64;
+
+/// Any free loopback port (fine where the test needs no address back from the binary).
+const ANY_PORT: &str = "127.0.0.1:0";
+/// The environment variable holding the signing secret.
+const SECRET_VAR: &str = "CLERK_WEBHOOK_SIGNING_SECRET";
+
+/// `clerk-bridge serve` with only `env` in its environment.
+fn serve(env: &[(&str, &str)], http_addr: &str, grpc_addr: &str, data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clerk-bridge"));
+    command
+        .env_clear()
+        .envs(env.iter().copied())
+        .arg("serve")
+        .args([
+            "--http-addr",
+            http_addr,
+            "--grpc-addr",
+            grpc_addr,
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `command` to its end: its exit code and stderr lines.
+async fn run_to_exit(mut command: Command) -> (Option<i32>, Vec<String>) {
+    let output = within("the binary to exit", command.output())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    (
+        output.status.code(),
+        stderr.lines().map(str::to_owned).collect(),
+    )
+}
+
+#[tokio::test]
+async fn no_secret_exits_64_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, lines) = run_to_exit(serve(&[], ANY_PORT, ANY_PORT, dir.path())).await;
+    assert_eq!(code, Some(EX_USAGE), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(SECRET_VAR), "{lines:?}");
+}
+
+#[tokio::test]
+async fn a_bad_http_addr_exits_64_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [(SECRET_VAR, SECRET)];
+    let (code, lines) = run_to_exit(serve(&env, "nope", ANY_PORT, dir.path())).await;
+    assert_eq!(code, Some(EX_USAGE), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("--http-addr") && lines[0].contains("nope"),
+        "{lines:?}"
+    );
+    assert!(!lines[0].contains(SECRET), "{lines:?}");
+}
+
+#[tokio::test]
+async fn an_unusable_data_dir_exits_64_naming_the_flag() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let under_a_file = file.path().join("data");
+    let env = [(SECRET_VAR, SECRET)];
+    let (code, lines) = run_to_exit(serve(&env, ANY_PORT, ANY_PORT, &under_a_file)).await;
+    assert_eq!(code, Some(EX_USAGE), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("--data-dir")), "{lines:?}");
+}
+
+/// A started binary serves, takes a webhook, exits 0 on SIGTERM, and never logs the secret or the
+/// user's personal data at the default level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, grpc) = (free_port(), free_port());
+    let env = [(SECRET_VAR, SECRET)];
+    let (http_arg, grpc_arg) = (http.to_string(), grpc.to_string());
+    let mut child = serve(&env, &http_arg, &grpc_arg, dir.path())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).await.unwrap();
+        text
+    });
+
+    let healthy = eventually("/healthz to answer 200", || async {
+        let response = try_http(http, "GET", "/healthz", &[], Body::Empty)
+            .await
+            .ok()?;
+        (response.status == 200).then_some(())
+    });
+    tokio::select! {
+        () = healthy => {}
+        status = child.wait() => {
+            let logs = within("stderr to close", &mut stderr).await.unwrap();
+            panic!("the binary exited before serving ({status:?}):\n{logs}");
+        }
+    }
+    let (first_name, email) = ("Quintessa", "quintessa.private@example.com");
+    let body = json!({
+        "type": "user.created",
+        "data": {
+            "id": "user_pii",
+            "first_name": first_name,
+            "primary_email_address_id": "idn_1",
+            "email_addresses": [{ "id": "idn_1", "email_address": email }],
+        },
+    })
+    .to_string();
+    let signed = svix_headers("msg_pii", body.as_bytes());
+    let response = try_http(
+        http,
+        "POST",
+        "/webhooks/clerk",
+        &signed,
+        Body::Sized(body.as_bytes()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.accepted(), (1, false));
+
+    let pid = child.id().expect("still running").to_string();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(EXIT_AFTER_SIGTERM, child.wait())
+        .await
+        .expect("exits within 10 s of SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    let logs = within("stderr to close", stderr).await.unwrap();
+    assert!(
+        !logs.trim().is_empty(),
+        "the binary logs at info by default"
+    );
+    let key = SECRET.trim_start_matches("whsec_");
+    for secret in [SECRET, key, first_name, email] {
+        assert!(
+            !logs.contains(secret),
+            "stderr contains {secret:?}:\n{logs}"
+        );
+    }
+}
+
+/// A loopback address that was free a moment ago (the binary cannot report a port-0 address).
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}

@@ -1,0 +1,12 @@
+//! Integration tests of clerk-bridge: one binary, one module per area (see `support` for the
+//! in-process harness and `process` for the real binary).
+
+mod binary;
+mod consumers;
+mod durability;
+mod fixtures;
+mod lifecycle;
+mod process;
+mod subscription;
+mod support;
+mod webhooks;

@@ -1,0 +1,249 @@
+//! A real `clerk-bridge serve` process on port-0 listeners (addresses read from its log), and a
+//! keep-alive HTTP client that posts signed webhooks to it: for crash, shutdown and load tests.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+};
+
+use bytes::Bytes;
+use clerk_bridge::proto::{
+    CommitRequest, SubscribeRequest, SubscribeResponse, event_stream_client::EventStreamClient,
+};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    net::TcpStream,
+    process::{Child, Command},
+};
+use tonic::{Streaming, transport::Channel};
+
+use crate::support::{SECRET, WEBHOOK_PATH, svix_headers, within};
+
+/// A running bridge process.
+#[derive(Debug)]
+pub(crate) struct BridgeProcess {
+    /// The child; killed when dropped.
+    child: Child,
+    /// Its webhook address.
+    pub(crate) http: SocketAddr,
+    /// Its gRPC address.
+    pub(crate) grpc: SocketAddr,
+}
+
+impl BridgeProcess {
+    /// Starts `clerk-bridge serve` on `data_dir` with `extra` flags and waits until it listens.
+    pub(crate) async fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_clerk-bridge"))
+            .env_clear()
+            .env("CLERK_WEBHOOK_SIGNING_SECRET", SECRET)
+            .env("RUST_LOG", "info")
+            .args([
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--grpc-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (http, grpc) = within("the bridge to listen", listening_addrs(stderr)).await;
+        BridgeProcess { child, http, grpc }
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("the bridge is running")
+    }
+
+    /// Sends `signal` (e.g. `KILL`, `TERM`) to the process.
+    pub(crate) async fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit; its exit code (`None` when killed by a signal).
+    pub(crate) async fn exit_code(&mut self) -> Option<i32> {
+        within("the bridge to exit", self.child.wait())
+            .await
+            .unwrap()
+            .code()
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub(crate) async fn kill(&mut self) {
+        self.signal("KILL").await;
+        let _ = self.exit_code().await;
+    }
+
+    /// The process's peak resident set size in KiB (`VmHWM`).
+    pub(crate) fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+
+    /// A gRPC client.
+    pub(crate) async fn client(&self) -> EventStreamClient<Channel> {
+        within("a gRPC connection", grpc_client(self.grpc))
+            .await
+            .unwrap()
+    }
+}
+
+/// A gRPC client of the bridge at `addr`.
+pub(crate) async fn grpc_client(
+    addr: SocketAddr,
+) -> Result<EventStreamClient<Channel>, tonic::transport::Error> {
+    let endpoint = Channel::from_shared(format!("http://{addr}")).unwrap();
+    Ok(EventStreamClient::new(endpoint.connect().await?))
+}
+
+/// Reads the bridge's log until its `Listening` line, then keeps draining it in the background
+/// (so the pipe never fills). Returns the bound addresses.
+async fn listening_addrs(stderr: tokio::process::ChildStderr) -> (SocketAddr, SocketAddr) {
+    let mut lines = BufReader::new(stderr).lines();
+    let addrs = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the bridge exited before listening");
+        if line.contains("Listening") {
+            break (field(&line, "http="), field(&line, "grpc="));
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    addrs
+}
+
+/// The address after `key` in a log line.
+fn field(line: &str, key: &str) -> SocketAddr {
+    let start = line
+        .find(key)
+        .unwrap_or_else(|| panic!("{key} in {line:?}"))
+        + key.len();
+    let value = line[start..].split_whitespace().next().unwrap();
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("address in {line:?}"))
+}
+
+/// A keep-alive HTTP/1.1 connection that posts signed webhooks.
+#[derive(Debug)]
+pub(crate) struct Poster {
+    /// The connection's request sender.
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Poster {
+    /// Connects to a bridge's webhook port.
+    pub(crate) async fn connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(connection);
+        Ok(Poster { sender })
+    }
+
+    /// Posts `body` signed under `msg_id`; the status code, or an error if the connection broke.
+    pub(crate) async fn post(&mut self, msg_id: &str, body: &str) -> Result<u16, hyper::Error> {
+        let mut request = hyper::Request::post(WEBHOOK_PATH)
+            .header("host", "bridge")
+            .header("content-type", "application/json");
+        for (name, value) in svix_headers(msg_id, body.as_bytes()) {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        Ok(status)
+    }
+}
+
+/// A realistic `user.created` body of about 2.5 KB for user `id`.
+pub(crate) fn user_created(id: &str) -> String {
+    serde_json::json!({
+        "object": "event",
+        "type": "user.created",
+        "timestamp": 1_716_883_200_000_i64,
+        "instance_id": "ins_test",
+        "data": {
+            "object": "user",
+            "id": id,
+            "first_name": "Test",
+            "last_name": "User",
+            "primary_email_address_id": format!("idn_{id}"),
+            "email_addresses": [{
+                "id": format!("idn_{id}"),
+                "object": "email_address",
+                "email_address": format!("{id}@example.com"),
+                "verification": {"status": "verified", "strategy": "email_code"},
+                "linked_to": []
+            }],
+            "public_metadata": {"plan": "pro", "notes": "x".repeat(1800)},
+            "private_metadata": {},
+            "unsafe_metadata": {},
+            "image_url": "https://img.clerk.com/example",
+            "created_at": 1_716_883_200_000_i64,
+            "updated_at": 1_716_883_200_000_i64
+        }
+    })
+    .to_string()
+}
+
+/// Opens a stream for a named consumer from its committed position.
+pub(crate) async fn subscribe_consumer(
+    client: &mut EventStreamClient<Channel>,
+    consumer: &str,
+) -> Result<Streaming<SubscribeResponse>, tonic::Status> {
+    let request = SubscribeRequest {
+        consumer: consumer.to_owned(),
+        ..SubscribeRequest::default()
+    };
+    Ok(client.subscribe(request).await?.into_inner())
+}
+
+/// Commits `sequence` for `consumer`.
+pub(crate) async fn commit(
+    client: &mut EventStreamClient<Channel>,
+    consumer: &str,
+    sequence: u64,
+) -> Result<u64, tonic::Status> {
+    let request = CommitRequest {
+        consumer: consumer.to_owned(),
+        sequence,
+    };
+    Ok(client
+        .commit(request)
+        .await?
+        .into_inner()
+        .committed_sequence)
+}
+
+/// A temporary data directory that outlives bridge restarts.
+pub(crate) fn data_dir(tmp: &tempfile::TempDir) -> PathBuf {
+    tmp.path().join("data")
+}
