@@ -195,18 +195,19 @@ fn list_at_depth(items: &[Value], depth: usize) -> ListValue {
     ListValue { values }
 }
 
+/// Unwraps a `json!` literal that is known to be an object (test fixtures).
+#[cfg(test)]
+pub(crate) fn object(value: Value) -> Object {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    /// Unwraps a `json!` literal that is known to be an object.
-    fn object(value: Value) -> Object {
-        match value {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
-    }
 
     #[test]
     fn strings_are_absent_unless_strings() {

@@ -71,16 +71,9 @@ pub(super) fn sms_from_json(data: &Object) -> SmsMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clerk::json::object;
     use prost_types::Timestamp;
-    use serde_json::{Value, json};
-
-    /// Unwraps a `json!` literal that is known to be an object.
-    fn object(value: Value) -> Object {
-        match value {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
-    }
+    use serde_json::json;
 
     #[test]
     fn sms_creation_time_has_two_spellings() {

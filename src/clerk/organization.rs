@@ -225,15 +225,8 @@ pub(super) fn organization_membership_from_json(data: &Object) -> OrganizationMe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
-
-    /// Unwraps a `json!` literal that is known to be an object.
-    fn object(value: Value) -> Object {
-        match value {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
-    }
+    use crate::clerk::json::object;
+    use serde_json::json;
 
     #[test]
     fn unknown_actions_have_no_change() {

@@ -71,15 +71,8 @@ fn session_activity(obj: &Object) -> SessionActivity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
-
-    /// Unwraps a `json!` literal that is known to be an object.
-    fn object(value: Value) -> Object {
-        match value {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
-    }
+    use crate::clerk::json::object;
+    use serde_json::json;
 
     #[test]
     fn every_action_has_its_change() {

@@ -273,16 +273,9 @@ fn sso_connection(obj: &Object) -> SsoConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clerk::json::object;
     use prost_types::{Struct, Timestamp, Value as ProtoValue, value::Kind};
     use serde_json::{Value, json};
-
-    /// Unwraps a `json!` literal that is known to be an object.
-    fn object(value: Value) -> Object {
-        match value {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
-    }
 
     /// The `Timestamp` for `millis` milliseconds since the epoch (test values are all positive).
     fn ts(millis: i64) -> Option<Timestamp> {

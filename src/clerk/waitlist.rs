@@ -64,16 +64,9 @@ fn invitation(obj: &Object) -> Invitation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clerk::json::object;
     use crate::proto::InvitationStatus;
-    use serde_json::{Value, json};
-
-    /// Unwraps a `json!` literal that is known to be an object.
-    fn object(value: Value) -> Object {
-        match value {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
-    }
+    use serde_json::json;
 
     #[test]
     fn statuses_are_typed_beside_the_raw_strings() {
