@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     ingress::verify::{InvalidSecret, SigningSecret},
     log::{LogOptions, retention::Policy},
+    telemetry::LogFormat,
 };
 
 /// Exit code for bad configuration (EX_USAGE from sysexits.h).
@@ -32,9 +33,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar: receive webhooks over HTTP, serve the event stream over gRPC.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List, reset or delete the named durable consumers of a running bridge.
     Consumers(ConsumersArgs),
+    /// Sign and post a Clerk event (a built-in sample or your own file) to a bridge, as Clerk would.
+    Trigger(crate::cli::trigger::TriggerArgs),
+    /// Follow a bridge's event stream: one line (or JSON object) per event.
+    Tail(crate::cli::tail::TailArgs),
 }
 
 /// Flags of `clerk-bridge consumers`.
@@ -80,6 +85,14 @@ pub struct ServeArgs {
     /// spaces or commas (secret rotation, dev and prod instances).
     #[arg(long, env = "CLERK_WEBHOOK_SIGNING_SECRET", hide_env_values = true)]
     pub signing_secret: Option<String>,
+    /// File holding the signing secret(s), e.g. a mounted Kubernetes Secret. Read again when it
+    /// changes, so a rotation needs no restart. Instead of --signing-secret.
+    #[arg(
+        long,
+        env = "CLERK_WEBHOOK_SIGNING_SECRET_FILE",
+        conflicts_with = "signing_secret"
+    )]
+    pub signing_secret_file: Option<PathBuf>,
     /// Address for the webhook receiver (HTTP).
     #[arg(long, env = "CLERK_BRIDGE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: String,
@@ -119,6 +132,55 @@ pub struct ServeArgs {
     /// Unset: no size cap.
     #[arg(long, env = "CLERK_BRIDGE_RETENTION_MAX_BYTES")]
     pub retention_max_bytes: Option<String>,
+    /// Log line format.
+    #[arg(long, env = "CLERK_BRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// File holding a bearer token that gRPC clients must send (`authorization: Bearer <token>`).
+    /// Read again when it changes. Health checks stay open.
+    #[arg(long, env = "CLERK_BRIDGE_GRPC_TOKEN_FILE")]
+    pub grpc_token_file: Option<PathBuf>,
+    /// PEM certificate chain for gRPC over TLS.
+    #[arg(long, env = "CLERK_BRIDGE_GRPC_TLS_CERT", requires = "grpc_tls_key")]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// PEM private key for gRPC over TLS.
+    #[arg(long, env = "CLERK_BRIDGE_GRPC_TLS_KEY", requires = "grpc_tls_cert")]
+    pub grpc_tls_key: Option<PathBuf>,
+    /// PEM CA bundle: gRPC clients must present a certificate it signed (mutual TLS).
+    #[arg(long, env = "CLERK_BRIDGE_GRPC_CLIENT_CA", requires = "grpc_tls_cert")]
+    pub grpc_client_ca: Option<PathBuf>,
+    /// Serve gRPC on a non-loopback address without client certificates or a token. The stream
+    /// carries personal data: only for networks you trust.
+    #[arg(long, env = "CLERK_BRIDGE_GRPC_INSECURE")]
+    pub grpc_insecure: bool,
+}
+
+/// Where the signing secrets come from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// Given on the command line or in the environment.
+    Inline(Vec<SigningSecret>),
+    /// Read from this file, and again whenever it changes.
+    File(PathBuf),
+}
+
+/// TLS for the gRPC port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcTls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA that client certificates must chain to; `None` = no client certificates asked.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Who may use the gRPC port (health checks excepted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrpcAccess {
+    /// TLS, with or without client certificates.
+    pub tls: Option<GrpcTls>,
+    /// Bearer token file.
+    pub token_file: Option<PathBuf>,
 }
 
 /// Validated configuration of the sidecar.
@@ -133,7 +195,11 @@ pub struct Config {
     /// Webhook route path (starts with `/`).
     pub webhook_path: String,
     /// Secrets any of which may sign a webhook.
-    pub signing_secrets: Vec<SigningSecret>,
+    pub signing_secrets: SecretSource,
+    /// Who may use the gRPC port.
+    pub grpc_access: GrpcAccess,
+    /// How often watched files (secret, token) are checked for changes.
+    pub file_watch_interval: Duration,
     /// Largest accepted body.
     pub max_body_bytes: usize,
     /// Most concurrent HTTP connections.
@@ -157,7 +223,7 @@ pub struct Config {
 pub enum ConfigError {
     /// No secret given.
     #[error(
-        "no signing secret: set CLERK_WEBHOOK_SIGNING_SECRET or --signing-secret (whsec_... from the Clerk dashboard)"
+        "no signing secret: set CLERK_WEBHOOK_SIGNING_SECRET, --signing-secret or --signing-secret-file (whsec_... from the Clerk dashboard)"
     )]
     MissingSecret,
     /// A secret is malformed.
@@ -179,6 +245,8 @@ pub enum ConfigError {
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often retention runs when a cap is set.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
+/// How often watched files are checked (a failed signature also checks the secret file at once).
+const FILE_WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 // === impl Config ===
 
@@ -188,16 +256,15 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] for the first bad value.
     pub fn try_from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
-        let secrets = args
-            .signing_secret
-            .as_deref()
-            .ok_or(ConfigError::MissingSecret)?;
+        let grpc_addr = parse_addr("grpc-addr", &args.grpc_addr)?;
         Ok(Config {
             http_addr: parse_addr("http-addr", &args.http_addr)?,
-            grpc_addr: parse_addr("grpc-addr", &args.grpc_addr)?,
+            grpc_access: grpc_access(args, grpc_addr)?,
+            grpc_addr,
             data_dir: args.data_dir.clone(),
             webhook_path: parse_path(&args.webhook_path)?,
-            signing_secrets: SigningSecret::parse_list(secrets)?,
+            signing_secrets: secret_source(args)?,
+            file_watch_interval: FILE_WATCH_INTERVAL,
             max_body_bytes: parse_positive("max-body-bytes", &args.max_body_bytes)?,
             max_connections: parse_positive("max-connections", &args.max_connections)?,
             header_read_timeout: HEADER_READ_TIMEOUT,
@@ -227,7 +294,11 @@ impl Config {
             data_dir,
             webhook_path: "/webhooks/clerk".to_owned(),
             // A test passes a literal secret it knows to be valid.
-            signing_secrets: SigningSecret::parse_list(secret).expect("valid test secret"),
+            signing_secrets: SecretSource::Inline(
+                SigningSecret::parse_list(secret).expect("valid test secret"),
+            ),
+            grpc_access: GrpcAccess::default(),
+            file_watch_interval: FILE_WATCH_INTERVAL,
             max_body_bytes: 1 << 20,
             max_connections: 1024,
             header_read_timeout: HEADER_READ_TIMEOUT,
@@ -238,6 +309,58 @@ impl Config {
             log_options: LogOptions::default(),
         }
     }
+}
+
+/// The signing secrets: inline, or a file that must be readable and valid now.
+fn secret_source(args: &ServeArgs) -> Result<SecretSource, ConfigError> {
+    match (&args.signing_secret, &args.signing_secret_file) {
+        (Some(inline), _) => Ok(SecretSource::Inline(SigningSecret::parse_list(inline)?)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad("signing-secret-file", &path.display().to_string(), e))?;
+            SigningSecret::parse_list(&text)
+                .map_err(|e| bad("signing-secret-file", &path.display().to_string(), e))?;
+            Ok(SecretSource::File(path.clone()))
+        }
+        (None, None) => Err(ConfigError::MissingSecret),
+    }
+}
+
+/// gRPC access control. A non-loopback address needs client certificates or a token, unless
+/// --grpc-insecure says otherwise: the stream carries personal data.
+fn grpc_access(args: &ServeArgs, addr: SocketAddr) -> Result<GrpcAccess, ConfigError> {
+    for (flag, path) in [
+        ("grpc-token-file", &args.grpc_token_file),
+        ("grpc-tls-cert", &args.grpc_tls_cert),
+        ("grpc-tls-key", &args.grpc_tls_key),
+        ("grpc-client-ca", &args.grpc_client_ca),
+    ] {
+        if let Some(path) = path {
+            std::fs::metadata(path).map_err(|e| bad(flag, &path.display().to_string(), e))?;
+        }
+    }
+    let tls = match (&args.grpc_tls_cert, &args.grpc_tls_key) {
+        (Some(cert), Some(key)) => Some(GrpcTls {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.grpc_client_ca.clone(),
+        }),
+        _ => None,
+    };
+    let access = GrpcAccess {
+        tls,
+        token_file: args.grpc_token_file.clone(),
+    };
+    let authenticated = access.token_file.is_some() || args.grpc_client_ca.is_some();
+    if !addr.ip().is_loopback() && !authenticated && !args.grpc_insecure {
+        return Err(bad(
+            "grpc-addr",
+            &args.grpc_addr,
+            "not a loopback address: require clients to authenticate with --grpc-token-file or \
+             --grpc-tls-cert/--grpc-tls-key/--grpc-client-ca, or pass --grpc-insecure",
+        ));
+    }
+    Ok(access)
 }
 
 fn bad(flag: &'static str, value: &str, reason: impl ToString) -> ConfigError {
@@ -408,6 +531,62 @@ mod tests {
     }
 
     #[test]
+    fn a_public_grpc_address_needs_authentication() {
+        let message = args(&["--grpc-addr", "0.0.0.0:50051"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("--grpc-addr") && message.contains("--grpc-insecure"),
+            "{message}"
+        );
+        assert!(args(&["--grpc-addr", "0.0.0.0:50051", "--grpc-insecure"]).is_ok());
+        let token = tempfile::NamedTempFile::new().unwrap();
+        let path = token.path().to_str().unwrap();
+        let c = args(&["--grpc-addr", "0.0.0.0:50051", "--grpc-token-file", path]).unwrap();
+        assert_eq!(c.grpc_access.token_file.as_deref(), Some(token.path()));
+        // Server-only TLS is encryption, not authentication.
+        let tls = [
+            "--grpc-addr",
+            "0.0.0.0:1",
+            "--grpc-tls-cert",
+            path,
+            "--grpc-tls-key",
+            path,
+        ];
+        assert!(args(&tls).is_err());
+        let missing = args(&["--grpc-token-file", "/nonexistent/token"])
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("--grpc-token-file"), "{missing}");
+    }
+
+    #[test]
+    fn a_secret_file_is_checked_at_start() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "clerk-bridge",
+            "serve",
+            "--signing-secret-file",
+            file.path().to_str().unwrap(),
+        ])
+        .unwrap();
+        let Command::Serve(serve) = cli.command else {
+            panic!("serve expected")
+        };
+        assert!(matches!(
+            Config::try_from_args(&serve).unwrap().signing_secrets,
+            SecretSource::File(_)
+        ));
+        std::fs::write(file.path(), "not base64 !!!").unwrap();
+        let message = Config::try_from_args(&serve).unwrap_err().to_string();
+        assert!(
+            message.contains("--signing-secret-file") && !message.contains("!!!"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn retention_caps_are_optional() {
         assert_eq!(args(&[]).unwrap().retention, Policy::default());
         let c = args(&["--retention-max-age", "7d", "--retention-max-bytes", "1GiB"]).unwrap();
@@ -426,6 +605,7 @@ mod tests {
             panic!("serve expected")
         };
         serve.signing_secret = None;
+        serve.signing_secret_file = None;
         assert!(matches!(
             Config::try_from_args(&serve),
             Err(ConfigError::MissingSecret)

@@ -5,6 +5,7 @@
 //! decoding) → [`log`] (durable, ordered, deduplicated; [`record`] is its encoding) →
 //! [`subscription`] (gRPC streams). [`server::run`] wires them; `main.rs` only parses config.
 
+pub mod access;
 pub mod clerk;
 pub mod cli;
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod server;
 pub mod shutdown;
 pub mod subscription;
 pub mod telemetry;
+pub mod watched_file;
 
 pub use config::Config;
 pub use server::{Listeners, RunError, run};

@@ -25,12 +25,14 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Command::Serve(args) => args,
         Command::Consumers(args) => return run_client(clerk_bridge::cli::consumers::run(args)),
+        Command::Trigger(args) => return run_client(clerk_bridge::cli::trigger::run(args)),
+        Command::Tail(args) => return run_client(clerk_bridge::cli::tail::run(args)),
     };
     let config = match Config::try_from_args(&args) {
         Ok(config) => config,
         Err(e) => return usage_error(&e.to_string()),
     };
-    telemetry::init();
+    telemetry::init(args.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return failure(&format!("cannot start the runtime: {e}")),
@@ -49,7 +51,10 @@ fn run_client(command: impl std::future::Future<Output = anyhow::Result<()>>) ->
     };
     match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => failure(&client_error(&e)),
+        Err(e) => match e.downcast_ref::<clerk_bridge::cli::UsageError>() {
+            Some(usage) => usage_error(&usage.0),
+            None => failure(&client_error(&e)),
+        },
     }
 }
 
@@ -97,6 +102,7 @@ async fn serve(config: Config) -> ExitCode {
         Err(RunError::OpenLog(e @ (OpenError::DataDir { .. } | OpenError::Locked(_)))) => {
             usage_error(&format!("invalid --data-dir: {e}"))
         }
+        Err(e @ (RunError::File { .. } | RunError::Tls(_))) => usage_error(&e.to_string()),
         Err(e) => failure(&e.to_string()),
     }
 }

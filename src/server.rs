@@ -6,16 +6,27 @@ use std::{sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic_health::server::HealthReporter;
+use tonic::{service::interceptor::InterceptedService, transport::Server};
+use tonic_health::{
+    pb::health_server::{Health, HealthServer},
+    server::HealthReporter,
+};
 
 use crate::{
+    access::{self, TlsError, TokenCheck},
     clock::now_ms,
-    config::Config,
+    config::{Config, SecretSource},
     consumer::Consumers,
-    ingress::{self, HttpLimits, Ingress, verify::Verifier},
+    ingress::{
+        self, HttpLimits, Ingress,
+        secrets::{SigningSecrets, parse_secret_file},
+        verify::Verifier,
+    },
     log::{Log, OpenError, retention::Policy},
     proto::{FILE_DESCRIPTOR_SET, event_stream_server::EventStreamServer},
     subscription::EventStreamService,
+    telemetry::metrics::Metrics,
+    watched_file::WatchedFile,
 };
 
 /// Largest gRPC request accepted: subscription requests are tiny.
@@ -38,6 +49,17 @@ pub enum RunError {
     /// The log could not be opened.
     #[error(transparent)]
     OpenLog(#[from] OpenError),
+    /// A watched file (secret, token) could not be read.
+    #[error("invalid --{flag}: {reason}")]
+    File {
+        /// The flag naming the file.
+        flag: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A TLS file could not be read.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -59,9 +81,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let (log, consumers) = open_log(&config).await?;
+    let metrics = Arc::new(Metrics::new());
     let ingress = Arc::new(Ingress::new(
-        Verifier::new(&config.signing_secrets),
+        signing_secrets(&config, &shutdown)?,
         log.clone(),
+        consumers.clone(),
+        metrics.clone(),
         config.webhook_path.clone(),
         config.max_body_bytes,
     ));
@@ -81,14 +106,18 @@ pub async fn run(
         shutdown.clone(),
         config.shutdown_grace,
     ));
+    let events = EventStreamService::new(
+        log.clone(),
+        consumers,
+        streams.clone(),
+        config.heartbeat_interval,
+        metrics,
+    );
+    let grpc = grpc_server(&config, &shutdown)?;
     let grpc = tokio::spawn(serve_grpc(
+        grpc,
         listeners.grpc,
-        EventStreamService::new(
-            log.clone(),
-            consumers,
-            streams.clone(),
-            config.heartbeat_interval,
-        ),
+        events,
         health_service,
         streams.clone(),
     ));
@@ -124,6 +153,65 @@ pub async fn run(
     }
     tracing::info!("Stopped");
     Ok(())
+}
+
+/// The signing secrets; a secret file is also watched for changes until shutdown.
+fn signing_secrets(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<SigningSecrets, RunError> {
+    match &config.signing_secrets {
+        SecretSource::Inline(secrets) => Ok(SigningSecrets::Fixed(Verifier::new(secrets))),
+        SecretSource::File(path) => {
+            let file = watch_file(path, parse_secret_file, config, shutdown).map_err(|reason| {
+                RunError::File {
+                    flag: "signing-secret-file",
+                    reason,
+                }
+            })?;
+            Ok(SigningSecrets::File(file))
+        }
+    }
+}
+
+/// Loads `path` and spawns its watcher.
+fn watch_file<T: Send + Sync + 'static>(
+    path: &std::path::Path,
+    parse: crate::watched_file::Parse<T>,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Arc<WatchedFile<T>>, String> {
+    let file = Arc::new(WatchedFile::load(path, parse)?);
+    tokio::spawn(
+        file.clone()
+            .watch(config.file_watch_interval, shutdown.clone()),
+    );
+    Ok(file)
+}
+
+/// The gRPC server builder with TLS, and the token check its services share.
+fn grpc_server(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<(Server, TokenCheck), RunError> {
+    let mut server = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE));
+    if let Some(tls) = &config.grpc_access.tls {
+        server = server.tls_config(access::server_tls(tls)?)?;
+    }
+    let token = match &config.grpc_access.token_file {
+        Some(path) => Some(
+            watch_file(path, access::parse_token, config, shutdown).map_err(|reason| {
+                RunError::File {
+                    flag: "grpc-token-file",
+                    reason,
+                }
+            })?,
+        ),
+        None => None,
+    };
+    Ok((server, TokenCheck::new(token)))
 }
 
 /// Opens the log and loads the named consumers, off the async workers.
@@ -184,36 +272,35 @@ async fn mark_not_serving(health: &HealthReporter, ingress: &Ingress) {
         .await;
 }
 
-/// Serves EventStream, health and reflection (v1 and v1alpha) until `shutdown`.
+/// Serves EventStream and reflection (v1 and v1alpha) behind the token check, and health without
+/// it (probes), until `shutdown`.
 async fn serve_grpc(
+    (mut server, token): (Server, TokenCheck),
     listener: TcpListener,
     events: EventStreamService,
-    health: tonic_health::pb::health_server::HealthServer<
-        impl tonic_health::pb::health_server::Health,
-    >,
+    health: HealthServer<impl Health>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    // The descriptor set is generated by build.rs from our own protos; failing to load it is a
-    // build defect that every test would catch.
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let events = EventStreamServer::new(events).max_decoding_message_size(MAX_GRPC_REQUEST_BYTES);
+    // The descriptor sets are generated by build.rs from our own protos and by tonic-health;
+    // failing to load them is a build defect that every test would catch.
+    let reflection_v1 = reflection()
         .build_v1()
-        .expect("embedded descriptor set is valid");
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .expect("embedded descriptor sets are valid");
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
-        .expect("embedded descriptor set is valid");
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(GRPC_KEEPALIVE))
+        .expect("embedded descriptor sets are valid");
+    server
         .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            EventStreamServer::new(events).max_decoding_message_size(MAX_GRPC_REQUEST_BYTES),
-        )
+        .add_service(InterceptedService::new(reflection_v1, token.clone()))
+        .add_service(InterceptedService::new(reflection_v1alpha, token.clone()))
+        .add_service(InterceptedService::new(events, token))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }

@@ -6,6 +6,7 @@
 
 mod response;
 mod routes;
+pub mod secrets;
 pub mod verify;
 
 use std::{sync::Arc, time::Duration};

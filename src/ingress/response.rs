@@ -5,7 +5,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
 use super::verify::VerifyError;
-use crate::{clerk::DecodeError, log::AppendError};
+use crate::{clerk::DecodeError, log::AppendError, telemetry::metrics::RejectReason};
 
 /// Seconds a client should wait before retrying when the log is busy or failing.
 const RETRY_AFTER_SECS: &str = "1";
@@ -35,6 +35,25 @@ pub(super) enum Rejection {
 }
 
 impl Rejection {
+    /// The label this rejection is counted under.
+    pub(super) fn reason(&self) -> RejectReason {
+        match self {
+            Rejection::NotFound | Rejection::MethodNotAllowed(_) | Rejection::BadBody => {
+                RejectReason::BadBody
+            }
+            Rejection::TooLarge => RejectReason::TooLarge,
+            Rejection::Unverified(VerifyError::MissingHeaders) => RejectReason::MissingHeaders,
+            Rejection::Unverified(VerifyError::InvalidSignature) => RejectReason::InvalidSignature,
+            Rejection::Unverified(VerifyError::InvalidTimestamp | VerifyError::StaleTimestamp) => {
+                RejectReason::Timestamp
+            }
+            Rejection::Unverified(VerifyError::InvalidId) => RejectReason::InvalidId,
+            Rejection::Undecodable(_) => RejectReason::InvalidPayload,
+            Rejection::Unstored(_) => RejectReason::Unstored,
+            Rejection::NotReady => RejectReason::NotReady,
+        }
+    }
+
     /// The status and JSON body for this rejection.
     pub(super) fn into_response(self) -> Response<Body> {
         let (status, reason) = match &self {

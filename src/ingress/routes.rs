@@ -12,27 +12,36 @@ use hyper::body::Incoming;
 
 use super::{
     response::{Body, Rejection, json},
-    verify::{VerifiedWebhook, Verifier},
+    secrets::SigningSecrets,
+    verify::VerifiedWebhook,
 };
 use crate::{
     clerk,
     clock::now_ms,
+    consumer::Consumers,
     log::{Appended, Log, NewRecord},
     record,
+    telemetry::metrics::{self, Metrics, RejectReason, WebhookResult},
 };
 
 /// Liveness route: answers 200 while the process serves HTTP.
 const HEALTHZ: &str = "/healthz";
 /// Readiness route: 200 while webhooks are accepted, 503 while shutting down.
 const READYZ: &str = "/readyz";
+/// Prometheus metrics.
+const METRICS: &str = "/metrics";
 
 /// State shared by every HTTP request.
 #[derive(Debug)]
 pub struct Ingress {
     /// Signature checks.
-    verifier: Verifier,
+    secrets: SigningSecrets,
     /// Where verified events go.
     log: Arc<Log>,
+    /// Named consumers, for their lag on the metrics page.
+    consumers: Arc<Consumers>,
+    /// Counters and histograms.
+    metrics: Arc<Metrics>,
     /// Path of the webhook route.
     webhook_path: String,
     /// Largest body accepted.
@@ -46,14 +55,18 @@ pub struct Ingress {
 impl Ingress {
     /// Ingress state for `webhook_path`, storing into `log`.
     pub fn new(
-        verifier: Verifier,
+        secrets: SigningSecrets,
         log: Arc<Log>,
+        consumers: Arc<Consumers>,
+        metrics: Arc<Metrics>,
         webhook_path: String,
         max_body_bytes: usize,
     ) -> Self {
         Ingress {
-            verifier,
+            secrets,
             log,
+            consumers,
+            metrics,
             webhook_path,
             max_body_bytes,
             ready: AtomicBool::new(true),
@@ -79,10 +92,13 @@ impl Ingress {
             if req.method() != Method::POST {
                 return Err(Rejection::MethodNotAllowed("POST"));
             }
-            return self.receive_webhook(req).await;
+            let outcome = self.receive_webhook(req).await;
+            self.count(&outcome);
+            return outcome.map(accepted);
         }
         match path {
-            HEALTHZ | READYZ if !is_get => Err(Rejection::MethodNotAllowed("GET, HEAD")),
+            HEALTHZ | READYZ | METRICS if !is_get => Err(Rejection::MethodNotAllowed("GET, HEAD")),
+            METRICS => Ok(self.metrics_page()),
             HEALTHZ => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
             READYZ if self.ready.load(Ordering::SeqCst) => Ok(json(
                 StatusCode::OK,
@@ -94,27 +110,40 @@ impl Ingress {
     }
 
     #[tracing::instrument(skip_all, fields(svix_id, event_type))]
-    async fn receive_webhook(&self, req: Request<Incoming>) -> Result<Response<Body>, Rejection> {
+    async fn receive_webhook(&self, req: Request<Incoming>) -> Result<Appended, Rejection> {
         if !self.ready.load(Ordering::SeqCst) {
             return Err(Rejection::NotReady);
         }
         let (parts, body) = req.into_parts();
         let body = self.read_body(&parts.headers, body).await?;
         let webhook = self
-            .verifier
+            .secrets
             .verify(&parts.headers, body)
             .map_err(Rejection::Unverified)?;
         tracing::Span::current().record("svix_id", webhook.message_id());
         let appended = self.store(&webhook).await?;
-        let (sequence, duplicate) = match appended {
-            Appended::Stored(seq) => (seq, false),
-            Appended::Duplicate(seq) => (seq, true),
+        tracing::debug!(?appended, "Webhook accepted");
+        Ok(appended)
+    }
+
+    /// Counts a webhook's outcome.
+    fn count(&self, outcome: &Result<Appended, Rejection>) {
+        let (result, reason) = match outcome {
+            Ok(Appended::Stored(_)) => (WebhookResult::Accepted, RejectReason::None),
+            Ok(Appended::Duplicate(_)) => (WebhookResult::Duplicate, RejectReason::None),
+            Err(rejection) => (WebhookResult::Rejected, rejection.reason()),
         };
-        tracing::debug!(sequence, duplicate, "Webhook accepted");
-        Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({ "sequence": sequence, "duplicate": duplicate }),
-        ))
+        self.metrics.webhook(result, reason);
+    }
+
+    fn metrics_page(&self) -> Response<Body> {
+        let page = self.metrics.render(&self.log, &self.consumers);
+        let mut response = Response::new(Body::new(Bytes::from(page)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static(metrics::CONTENT_TYPE),
+        );
+        response
     }
 
     /// Reads the body, refusing (413) anything over the cap without reading past it.
@@ -151,9 +180,25 @@ impl Ingress {
             codec_version: record::CODEC_VERSION,
             event: record::encode(&event),
         };
-        self.log.append(record).await.map_err(|error| {
+        let started = std::time::Instant::now();
+        let appended = self.log.append(record).await;
+        self.metrics
+            .append_duration(started.elapsed().as_secs_f64());
+        appended.map_err(|error| {
             tracing::warn!(%error, "Webhook not stored; answering 503 so the sender retries");
             Rejection::Unstored(error)
         })
     }
+}
+
+/// The answer to a stored (or already stored) webhook.
+fn accepted(appended: Appended) -> Response<Body> {
+    let (sequence, duplicate) = match appended {
+        Appended::Stored(seq) => (seq, false),
+        Appended::Duplicate(seq) => (seq, true),
+    };
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "sequence": sequence, "duplicate": duplicate }),
+    )
 }

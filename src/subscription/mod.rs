@@ -31,6 +31,7 @@ use crate::{
         ListConsumersRequest, ListConsumersResponse, ResetConsumerRequest, ResetConsumerResponse,
         StartPosition, SubscribeRequest, event_stream_server::EventStream,
     },
+    telemetry::metrics::Metrics,
 };
 
 /// Messages buffered per stream between its reader task and the network.
@@ -49,6 +50,8 @@ pub struct EventStreamService {
     shutdown: CancellationToken,
     /// Idle time after which a stream sends a heartbeat.
     heartbeat: Duration,
+    /// Where streams count what they deliver.
+    metrics: Arc<Metrics>,
 }
 
 // === impl EventStreamService ===
@@ -60,12 +63,14 @@ impl EventStreamService {
         consumers: Arc<Consumers>,
         shutdown: CancellationToken,
         heartbeat: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         EventStreamService {
             log,
             consumers,
             shutdown,
             heartbeat,
+            metrics,
         }
     }
 
@@ -110,6 +115,7 @@ impl EventStreamService {
             shutdown: self.shutdown.clone(),
             heartbeat: self.heartbeat,
             window,
+            metrics: self.metrics.clone(),
         };
         Ok((task, rx))
     }

@@ -27,6 +27,7 @@ use crate::{
     log::{Log, LogReader, Positions, StoredEvent},
     proto::{CaughtUp, Heartbeat, StreamStart, SubscribeResponse, subscribe_response::Message},
     record,
+    telemetry::metrics::Metrics,
 };
 
 /// Events read from disk per query while catching up.
@@ -69,6 +70,8 @@ pub(super) struct StreamTask {
     pub(super) heartbeat: Duration,
     /// Flow control, for named consumers.
     pub(super) window: Option<Window>,
+    /// Where deliveries are counted.
+    pub(super) metrics: Arc<Metrics>,
 }
 
 /// Why the task stopped.
@@ -86,6 +89,7 @@ enum Stop {
 impl StreamTask {
     /// Streams until the client leaves, the bridge shuts down, or the stream fails.
     pub(super) async fn run(mut self) {
+        let _open = self.metrics.subscription_opened();
         let status = match self.pump().await {
             Stop::ClientGone => {
                 tracing::debug!(cursor = self.cursor, "Subscriber left");
@@ -175,18 +179,22 @@ impl StreamTask {
     /// early when the window fills. Returns whether anything was sent.
     async fn send_batch(&mut self) -> Result<bool, Stop> {
         let batch = self.read_batch().await?;
-        let mut sent = false;
+        let mut sent = 0;
         for stored in batch {
             if self.filter.matches(&stored.event_type) {
                 if self.window_full() {
                     break;
                 }
-                self.send_event(&stored).await?;
-                sent = true;
+                if let Err(stop) = self.send_event(&stored).await {
+                    self.metrics.delivered(sent);
+                    return Err(stop);
+                }
+                sent += 1;
             }
             self.cursor = stored.sequence;
         }
-        Ok(sent)
+        self.metrics.delivered(sent);
+        Ok(sent > 0)
     }
 
     async fn send_event(&mut self, stored: &StoredEvent) -> Result<(), Stop> {

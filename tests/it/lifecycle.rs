@@ -4,13 +4,14 @@
 use std::time::Duration;
 
 use prost::Message as _;
+use prost_types::FileDescriptorProto;
 use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-use tonic_reflection::pb::{v1, v1alpha};
+use tonic_reflection::pb::v1;
 
-use crate::support::{TestBridge, sequences};
+use crate::support::{TestBridge, sequences, within};
 
 /// The full name of the bridge's gRPC service.
 const EVENT_STREAM: &str = "clerk.bridge.v1.EventStream";
@@ -32,10 +33,7 @@ async fn events_survive_a_restart_with_their_sequences() {
     assert_eq!(subscription.next_event().await.sequence, N as u64 + 1);
     // The id index survived too: a redelivery is still a duplicate.
     let body = &delivered[0].payload_json;
-    assert_eq!(
-        bridge.post_signed("msg_1", body).await.accepted(),
-        (1, true)
-    );
+    assert_eq!(bridge.deliver("msg_1", body).await, (1, true));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,94 +44,88 @@ async fn grpc_health_reports_serving() {
         let request = HealthCheckRequest {
             service: service.to_owned(),
         };
-        let response = health.check(request).await.unwrap().into_inner();
+        let response = within("a health check", health.check(request))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
     }
     let unknown = HealthCheckRequest {
         service: "no.such.Service".to_owned(),
     };
-    assert_eq!(
-        health.check(unknown).await.unwrap_err().code(),
-        Code::NotFound
-    );
+    let refused = within("a health check", health.check(unknown)).await;
+    assert_eq!(refused.unwrap_err().code(), Code::NotFound);
+}
+
+/// One reflection request (`$request` is a variant of `MessageRequest`) through protocol version
+/// `$version` (`v1` or `v1alpha`: the same API, generated into two modules); the first answer.
+macro_rules! reflect {
+    ($version:ident, $channel:expr, $request:ident($argument:expr)) => {{
+        use tonic_reflection::pb::$version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::$request($argument)),
+        };
+        let mut client = ServerReflectionClient::new($channel);
+        let call = client.server_reflection_info(tokio_stream::iter([request]));
+        let mut answers = within("reflection", call).await.unwrap().into_inner();
+        let answer = within("a reflection answer", answers.message()).await;
+        answer.unwrap().expect("an answer").message_response
+    }};
+}
+
+/// The service names reflection `$version` lists.
+macro_rules! reflected_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        match reflect!($version, $channel, ListServices(String::new())) {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+            }
+            other => panic!("expected a service list, got {other:?}"),
+        }
+    }};
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reflection_v1_lists_and_describes_the_event_stream() {
-    use v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
+async fn reflection_v1_and_v1alpha_list_the_event_stream() {
     let bridge = TestBridge::start().await;
-    let mut client = ServerReflectionClient::new(bridge.channel().await);
-    let requests = [
-        MessageRequest::ListServices(String::new()),
-        MessageRequest::FileContainingSymbol(EVENT_STREAM.to_owned()),
-    ]
-    .map(|request| ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(request),
-    });
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
+    let v1 = reflected_services!(v1, bridge.channel().await);
+    let v1alpha = reflected_services!(v1alpha, bridge.channel().await);
+    for names in [&v1, &v1alpha] {
+        assert!(names.iter().any(|n| n == EVENT_STREAM), "{names:?}");
+        assert!(
+            names.iter().any(|n| n == "grpc.health.v1.Health"),
+            "{names:?}"
+        );
+    }
+}
 
-    let listed = responses.message().await.unwrap().unwrap().message_response;
-    let Some(MessageResponse::ListServicesResponse(list)) = listed else {
-        panic!("expected a service list, got {listed:?}");
+/// What grpcurl asks next: the file that defines the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_v1_describes_the_event_stream() {
+    use v1::server_reflection_response::MessageResponse;
+    let bridge = TestBridge::start().await;
+    let answer = reflect!(
+        v1,
+        bridge.channel().await,
+        FileContainingSymbol(EVENT_STREAM.to_owned())
+    );
+    let Some(MessageResponse::FileDescriptorResponse(files)) = answer else {
+        panic!("expected file descriptors, got {answer:?}");
     };
-    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
-    assert!(names.contains(&EVENT_STREAM), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
-
-    let described = responses.message().await.unwrap().unwrap().message_response;
-    let Some(MessageResponse::FileDescriptorResponse(files)) = described else {
-        panic!("expected file descriptors, got {described:?}");
-    };
-    let file_names: Vec<String> = files
+    let names: Vec<String> = files
         .file_descriptor_proto
         .iter()
-        .map(|bytes| {
-            prost_types::FileDescriptorProto::decode(bytes.as_slice())
-                .unwrap()
-                .name()
-                .to_owned()
-        })
+        .map(|bytes| FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+        .map(|file| file.name().to_owned())
         .collect();
     assert!(
-        file_names
-            .iter()
-            .any(|f| f == "clerk/bridge/v1/service.proto"),
-        "{file_names:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reflection_v1alpha_lists_the_event_stream() {
-    use v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let bridge = TestBridge::start().await;
-    let mut client = ServerReflectionClient::new(bridge.channel().await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let listed = responses.message().await.unwrap().unwrap().message_response;
-    let Some(MessageResponse::ListServicesResponse(list)) = listed else {
-        panic!("expected a service list, got {listed:?}");
-    };
-    assert!(
-        list.service.iter().any(|s| s.name == EVENT_STREAM),
-        "{list:?}"
+        names.iter().any(|f| f == "clerk/bridge/v1/service.proto"),
+        "{names:?}"
     );
 }
 

@@ -2,10 +2,12 @@
 //! in-process harness and `process` for the real binary).
 
 mod binary;
+mod cli;
 mod consumers;
 mod durability;
 mod fixtures;
 mod lifecycle;
+mod operations;
 mod process;
 mod subscription;
 mod support;

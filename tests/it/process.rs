@@ -5,6 +5,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
+    sync::{Arc, Mutex},
 };
 
 use bytes::Bytes;
@@ -31,15 +32,27 @@ pub(crate) struct BridgeProcess {
     pub(crate) http: SocketAddr,
     /// Its gRPC address.
     pub(crate) grpc: SocketAddr,
+    /// Its log lines, as read so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl BridgeProcess {
     /// Starts `clerk-bridge serve` on `data_dir` with `extra` flags and waits until it listens.
     pub(crate) async fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra, &[]).await
+    }
+
+    /// As [`BridgeProcess::start`], with extra environment variables (`RUST_LOG` defaults to info).
+    pub(crate) async fn start_with_env(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_clerk-bridge"))
             .env_clear()
             .env("CLERK_WEBHOOK_SIGNING_SECRET", SECRET)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .args([
                 "serve",
                 "--http-addr",
@@ -57,8 +70,19 @@ impl BridgeProcess {
             .spawn()
             .expect("the binary starts");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let (http, grpc) = within("the bridge to listen", listening_addrs(stderr)).await;
-        BridgeProcess { child, http, grpc }
+        let log = Arc::default();
+        let (http, grpc) = within("the bridge to listen", listening_addrs(stderr, &log)).await;
+        BridgeProcess {
+            child,
+            http,
+            grpc,
+            log,
+        }
+    }
+
+    /// The log lines read so far, the `Listening` line included. Complete once the process exited.
+    pub(crate) fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// The process id.
@@ -117,9 +141,12 @@ pub(crate) async fn grpc_client(
     Ok(EventStreamClient::new(endpoint.connect().await?))
 }
 
-/// Reads the bridge's log until its `Listening` line, then keeps draining it in the background
-/// (so the pipe never fills). Returns the bound addresses.
-async fn listening_addrs(stderr: tokio::process::ChildStderr) -> (SocketAddr, SocketAddr) {
+/// Reads the bridge's log until its `Listening` line, then keeps reading it into `log` in the
+/// background (so the pipe never fills). Returns the bound addresses.
+async fn listening_addrs(
+    stderr: tokio::process::ChildStderr,
+    log: &Arc<Mutex<Vec<String>>>,
+) -> (SocketAddr, SocketAddr) {
     let mut lines = BufReader::new(stderr).lines();
     let addrs = loop {
         let line = lines
@@ -127,21 +154,37 @@ async fn listening_addrs(stderr: tokio::process::ChildStderr) -> (SocketAddr, So
             .await
             .unwrap()
             .expect("the bridge exited before listening");
+        log.lock().unwrap().push(line.clone());
         if line.contains("Listening") {
-            break (field(&line, "http="), field(&line, "grpc="));
+            break (field(&line, "http"), field(&line, "grpc"));
         }
     };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let log = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.lock().unwrap().push(line);
+        }
+    });
     addrs
 }
 
-/// The address after `key` in a log line.
+/// The address in field `key` of a log line, text (`http=ADDR`) or JSON (`"http":"ADDR"`).
 fn field(line: &str, key: &str) -> SocketAddr {
-    let start = line
-        .find(key)
-        .unwrap_or_else(|| panic!("{key} in {line:?}"))
-        + key.len();
-    let value = line[start..].split_whitespace().next().unwrap();
+    let text = format!("{key}=");
+    let json = format!("\"{key}\":\"");
+    let (start, marker) = match line.find(&text) {
+        Some(at) => (at, text.len()),
+        None => (
+            line.find(&json)
+                .unwrap_or_else(|| panic!("{key} in {line:?}")),
+            json.len(),
+        ),
+    };
+    let rest = &line[start + marker..];
+    let value = rest
+        .split(|c: char| c.is_whitespace() || c == '"')
+        .next()
+        .unwrap();
     value
         .parse()
         .unwrap_or_else(|_| panic!("address in {line:?}"))

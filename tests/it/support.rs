@@ -57,7 +57,8 @@ pub(crate) fn patience() -> Duration {
     Duration::from_secs(secs)
 }
 
-/// Polls `probe` until it yields `Some`, failing the test after [`patience`].
+/// Polls `probe` until it yields `Some`, failing the test after [`patience`] (a probe that hangs
+/// counts against the same deadline).
 pub(crate) async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
@@ -65,14 +66,13 @@ where
 {
     let deadline = tokio::time::Instant::now() + patience();
     loop {
-        if let Some(value) = probe().await {
-            return value;
+        match tokio::time::timeout_at(deadline, probe()).await {
+            Ok(Some(value)) => return value,
+            Ok(None) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => panic!("timed out waiting for {what}"),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -1,0 +1,259 @@
+//! Prometheus metrics, served on `GET /metrics` of the webhook port.
+//!
+//! Labels are low-cardinality by construction: closed enums, plus the consumer name for lag (one
+//! series per named consumer, a handful per deployment). Gauges that mirror state (log head,
+//! consumer lag) are read when scraped, so nothing is updated per event in hot loops except atomic
+//! counters.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, prometheus_text},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::{consumer::Consumers, log::Log};
+
+/// `Content-Type` of the metrics page (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// What happened to one webhook.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum WebhookResult {
+    /// Stored.
+    Accepted,
+    /// Already stored under the same svix-id.
+    Duplicate,
+    /// Not stored.
+    Rejected,
+}
+
+/// Why a webhook was rejected (`none` when it was not).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Not rejected.
+    None,
+    /// Signature headers missing.
+    MissingHeaders,
+    /// No configured secret produced the signature.
+    InvalidSignature,
+    /// Timestamp malformed or outside the tolerance.
+    Timestamp,
+    /// Unusable message id.
+    InvalidId,
+    /// Body over the cap.
+    TooLarge,
+    /// Body could not be read.
+    BadBody,
+    /// Verified, but not a Clerk event.
+    InvalidPayload,
+    /// The log could not store it (busy, full, failing).
+    Unstored,
+    /// Shutting down.
+    NotReady,
+}
+
+impl WebhookResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookResult::Accepted => "accepted",
+            WebhookResult::Duplicate => "duplicate",
+            WebhookResult::Rejected => "rejected",
+        }
+    }
+}
+
+impl RejectReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::None => "none",
+            RejectReason::MissingHeaders => "missing_headers",
+            RejectReason::InvalidSignature => "invalid_signature",
+            RejectReason::Timestamp => "timestamp",
+            RejectReason::InvalidId => "invalid_id",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::BadBody => "bad_body",
+            RejectReason::InvalidPayload => "invalid_payload",
+            RejectReason::Unstored => "unstored",
+            RejectReason::NotReady => "not_ready",
+        }
+    }
+}
+
+impl EncodeLabelValue for WebhookResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.as_str().encode(encoder)
+    }
+}
+
+impl EncodeLabelValue for RejectReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.as_str().encode(encoder)
+    }
+}
+
+/// Labels of the webhook counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    result: WebhookResult,
+    reason: RejectReason,
+}
+
+/// Labels of the consumer lag gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConsumerLabels {
+    consumer: String,
+}
+
+/// Every metric of the bridge.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Holds the metrics below, for encoding.
+    registry: Registry,
+    /// Webhooks by result and reason.
+    webhooks: Family<WebhookLabels, Counter>,
+    /// Time from handing an event to the log until it is durable.
+    append_seconds: Histogram,
+    /// Highest stored sequence.
+    head: Gauge<u64, AtomicU64>,
+    /// Lowest retained sequence.
+    first_retained: Gauge<u64, AtomicU64>,
+    /// Open subscription streams.
+    subscriptions: Gauge,
+    /// Events sent to subscribers.
+    delivered: Counter,
+    /// Events after each named consumer's committed sequence.
+    consumer_lag: Family<ConsumerLabels, Gauge<u64, AtomicU64>>,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Registers every metric under the `clerk_bridge` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("clerk_bridge");
+        let webhooks = Family::default();
+        let append_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
+        let head = Gauge::default();
+        let first_retained = Gauge::default();
+        let subscriptions = Gauge::default();
+        let delivered = Counter::default();
+        let consumer_lag = Family::default();
+        registry.register(
+            "webhooks",
+            "Webhooks received, by result and rejection reason",
+            webhooks.clone(),
+        );
+        registry.register(
+            "append_duration_seconds",
+            "Time until an accepted webhook is durable",
+            append_seconds.clone(),
+        );
+        registry.register(
+            "log_head_sequence",
+            "Highest sequence stored in the log",
+            head.clone(),
+        );
+        registry.register(
+            "log_first_retained_sequence",
+            "Lowest sequence still retained",
+            first_retained.clone(),
+        );
+        registry.register(
+            "subscriptions_active",
+            "Open subscription streams",
+            subscriptions.clone(),
+        );
+        registry.register(
+            "events_delivered",
+            "Events sent to subscribers",
+            delivered.clone(),
+        );
+        registry.register(
+            "consumer_lag_events",
+            "Events stored after a named consumer's committed sequence",
+            consumer_lag.clone(),
+        );
+        Metrics {
+            registry,
+            webhooks,
+            append_seconds,
+            head,
+            first_retained,
+            subscriptions,
+            delivered,
+            consumer_lag,
+        }
+    }
+
+    /// Counts one webhook.
+    pub fn webhook(&self, result: WebhookResult, reason: RejectReason) {
+        self.webhooks
+            .get_or_create(&WebhookLabels { result, reason })
+            .inc();
+    }
+
+    /// Records how long an append took.
+    pub fn append_duration(&self, seconds: f64) {
+        self.append_seconds.observe(seconds);
+    }
+
+    /// A subscription stream opened; closes (and is uncounted) when the guard drops.
+    pub fn subscription_opened(self: &std::sync::Arc<Self>) -> SubscriptionGuard {
+        self.subscriptions.inc();
+        SubscriptionGuard {
+            metrics: self.clone(),
+        }
+    }
+
+    /// Counts `n` events sent to a subscriber.
+    pub fn delivered(&self, n: u64) {
+        self.delivered.inc_by(n);
+    }
+
+    /// The metrics page: state gauges are read from `log` and `consumers` now.
+    pub fn render(&self, log: &Log, consumers: &Consumers) -> String {
+        let positions = log.positions();
+        self.head.set(positions.head);
+        self.first_retained.set(positions.first_retained);
+        self.consumer_lag.clear();
+        for consumer in consumers.list() {
+            let lag = positions.head.saturating_sub(consumer.stored.committed);
+            let labels = ConsumerLabels {
+                consumer: consumer.stored.name,
+            };
+            self.consumer_lag.get_or_create(&labels).set(lag);
+        }
+        let mut page = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut page, &self.registry);
+        page
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Keeps a subscription counted in `subscriptions_active` while alive.
+#[derive(Debug)]
+pub struct SubscriptionGuard {
+    /// The metrics to update on drop.
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl Drop for SubscriptionGuard {
+    fn drop(&mut self) {
+        self.metrics.subscriptions.dec();
+    }
+}
