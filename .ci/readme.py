@@ -55,7 +55,7 @@ DEFAULT_HTTP = "127.0.0.1:8080"
 FOREGROUND_TIMEOUT = 1800  # an install that compiles (npm's better-sqlite3, cargo) takes minutes
 READY_TIMEOUT = {"serve": 120, "consumer": 900, "viewer": 120}  # a consumer may compile first
 QUIET = 0.5  # seconds of silence from the background before the next command
-SHOWN_LINES = 8  # of a passing command's output, so the log shows what a newcomer would see
+SHOWN_LINES = 12  # of a passing command's output, so the log shows what a newcomer would see
 RESULTS = {"passed": 0, "failed": 0}
 SKIPPED = []
 

@@ -29,13 +29,11 @@ use std::{
 
 use clap::Parser;
 use clerk_bridge::proto::{
-    CommitRequest, Event, EmailAddress, StartPosition, SubscribeRequest, User,
-    event::Payload, event_stream_client::EventStreamClient, organization_event,
-    organization_membership_event, subscribe_response::Message, user_event,
+    CommitRequest, EmailAddress, Event, StartPosition, SubscribeRequest, User, event::Payload,
+    event_stream_client::EventStreamClient, organization_event, organization_membership_event,
+    subscribe_response::Message, user_event,
 };
-use rusqlite::{
-    Connection, OptionalExtension, params, params_from_iter, types::Value as SqlValue,
-};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value as SqlValue};
 use tonic::{Code, Status, transport::Channel};
 
 /// The event types this consumer applies.
@@ -80,7 +78,10 @@ CREATE TABLE IF NOT EXISTS clerk_cursor (
 const TABLES: [(&str, &[&str]); 3] = [
     ("users", &["first_name", "last_name", "username", "email"]),
     ("organizations", &["name", "slug"]),
-    ("organization_memberships", &["organization_id", "user_id", "role"]),
+    (
+        "organization_memberships",
+        &["organization_id", "user_id", "role"],
+    ),
 ];
 
 /// Flags.
@@ -88,7 +89,11 @@ const TABLES: [(&str, &[&str]); 3] = [
 #[command(about = "Keep users, organizations and memberships in a SQLite file in sync with Clerk")]
 struct Args {
     /// The bridge's gRPC address.
-    #[arg(long, env = "CLERK_BRIDGE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "CLERK_BRIDGE_GRPC_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
     grpc_addr: String,
     /// The SQLite database file (created if missing).
     #[arg(long, default_value = "app.db")]
@@ -193,7 +198,10 @@ async fn sync(args: &Args, db: &mut Connection) -> Stop {
             Stop::Retry(reason) => reason,
         };
         let pause = jittered(backoff);
-        eprintln!("stream lost ({reason}); reconnecting in {} ms", pause.as_millis());
+        eprintln!(
+            "stream lost ({reason}); reconnecting in {} ms",
+            pause.as_millis()
+        );
         tokio::time::sleep(pause).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -391,8 +399,10 @@ fn dump(db: &Connection) -> rusqlite::Result<()> {
             .chain(columns)
             .copied()
             .collect::<Vec<_>>();
-        let mut statement =
-            db.prepare(&format!("SELECT {} FROM {table} ORDER BY id", all.join(", ")))?;
+        let mut statement = db.prepare(&format!(
+            "SELECT {} FROM {table} ORDER BY id",
+            all.join(", ")
+        ))?;
         let mut rows = statement.query([])?;
         println!("{table}:");
         while let Some(row) = rows.next()? {
@@ -409,7 +419,8 @@ fn dump(db: &Connection) -> rusqlite::Result<()> {
             println!("{line}");
         }
     }
-    let mut statement = db.prepare("SELECT consumer, sequence FROM clerk_cursor ORDER BY consumer")?;
+    let mut statement =
+        db.prepare("SELECT consumer, sequence FROM clerk_cursor ORDER BY consumer")?;
     let mut rows = statement.query([])?;
     println!("clerk_cursor:");
     while let Some(row) = rows.next()? {
@@ -422,7 +433,12 @@ fn dump(db: &Connection) -> rusqlite::Result<()> {
 /// Between half and all of `backoff`, so restarted consumers do not reconnect in step.
 fn jittered(backoff: Duration) -> Duration {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::UNIX_EPOCH.elapsed().unwrap_or_default().as_nanos());
+    hasher.write_u128(
+        std::time::UNIX_EPOCH
+            .elapsed()
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     let fraction = 0.5 + (hasher.finish() % 1000) as f64 / 2000.0;
     backoff.mul_f64(fraction)
 }

@@ -108,13 +108,20 @@ async fn every_sample_is_accepted_and_arrives_typed() {
         assert!(line.starts_with(&format!("200 {event_type} ")), "{line}");
         assert_eq!(answer(line)["sequence"], i + 1, "{line}");
     }
-    let events = bridge.subscribe(0, &[]).await.next_events(types.len()).await;
+    let events = bridge
+        .subscribe(0, &[])
+        .await
+        .next_events(types.len())
+        .await;
     for (event, event_type) in events.iter().zip(&types) {
         assert_eq!(&event.r#type, event_type);
         assert!(event.payload.is_some(), "{event_type} arrived untyped");
         assert!(!event.object_id.is_empty(), "{event_type}");
         let occurred = event.occurred_at.as_ref().unwrap().seconds;
-        assert!((occurred - now_secs()).abs() < 60, "{event_type}: a fresh time");
+        assert!(
+            (occurred - now_secs()).abs() < 60,
+            "{event_type}: a fresh time"
+        );
     }
 }
 
@@ -175,7 +182,14 @@ async fn count_sends_distinct_objects_and_sums_up() {
     let bridge = TestBridge::start().await;
     let output = trigger(
         &bridge,
-        &["user.created", "--count", "6", "--concurrency", "3", "--quiet"],
+        &[
+            "user.created",
+            "--count",
+            "6",
+            "--concurrency",
+            "3",
+            "--quiet",
+        ],
     )
     .await;
     assert_eq!(output.code, Some(0), "{output:?}");
@@ -216,7 +230,10 @@ async fn trigger_reports_refusals_bad_flags_and_an_absent_bridge() {
     for (args, flag) in [
         (&["user.exploded"][..], "--list"),
         (&["user.created", "--set", "data..id=x"], "--set"),
-        (&["user.created", "--set", "data.first_name.x=1"], "data.first_name"),
+        (
+            &["user.created", "--set", "data.first_name.x=1"],
+            "data.first_name",
+        ),
         (&["user.created", "--rate", "0"], "--rate"),
         (&["user.created", "--url", "https://example.com/x"], "--url"),
         (&["--file", "/no/such/payload.json"], "--file"),
@@ -237,7 +254,13 @@ async fn trigger_reports_refusals_bad_flags_and_an_absent_bridge() {
 async fn tail_prints_the_stored_events_as_lines_or_json() {
     let bridge = TestBridge::start().await;
     for args in [
-        &["user.created", "--set", "data.first_name=Ada", "--set", "data.last_name=Lovelace"][..],
+        &[
+            "user.created",
+            "--set",
+            "data.first_name=Ada",
+            "--set",
+            "data.last_name=Lovelace",
+        ][..],
         &["organization.created", "--set", "data.name=Analytical"],
         &["user.deleted"],
     ] {
@@ -253,14 +276,21 @@ async fn tail_prints_the_stored_events_as_lines_or_json() {
         lines.stdout[0].ends_with("Ada Lovelace <john.doe@example.com>"),
         "{lines:?}"
     );
-    assert!(lines.stdout[1].ends_with("Analytical (acme-corp)"), "{lines:?}");
+    assert!(
+        lines.stdout[1].ends_with("Analytical (acme-corp)"),
+        "{lines:?}"
+    );
     assert!(lines.stdout[2].ends_with(" deleted"), "{lines:?}");
 
     let last = tail(&bridge, &["--no-follow", "--last", "1"]).await;
     assert_eq!(last.stdout.len(), 1, "{last:?}");
     assert!(last.stdout[0].starts_with("#3 "), "{last:?}");
 
-    let json = tail(&bridge, &["--no-follow", "--from", "1", "--types", "user.*", "--json"]).await;
+    let json = tail(
+        &bridge,
+        &["--no-follow", "--from", "1", "--types", "user.*", "--json"],
+    )
+    .await;
     assert_eq!(json.stdout.len(), 2, "{json:?}");
     let first: Value = serde_json::from_str(&json.stdout[0]).unwrap();
     assert_eq!(first["sequence"], 1);

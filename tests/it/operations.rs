@@ -67,52 +67,35 @@ async fn metrics_count_what_happened() {
             .starts_with("text/plain; version=0.0.4")
     );
     let page = String::from_utf8(page.body).unwrap();
-    let count = |labels: &str| sample(&page, &format!("clerk_bridge_webhooks_total{{{labels}}}"));
-    assert_eq!(
-        count(r#"result="accepted",reason="none""#),
-        Some(2.0),
-        "{page}"
-    );
-    assert_eq!(
-        count(r#"result="duplicate",reason="none""#),
-        Some(1.0),
-        "{page}"
-    );
-    assert_eq!(
-        count(r#"result="rejected",reason="invalid_signature""#),
-        Some(1.0),
-        "{page}"
-    );
-    assert_eq!(
-        count(r#"result="rejected",reason="timestamp""#),
-        Some(1.0),
-        "{page}"
-    );
-    assert_eq!(
-        count(r#"result="rejected",reason="invalid_payload""#),
-        Some(1.0),
-        "{page}"
-    );
-    assert_eq!(
-        sample(&page, "clerk_bridge_log_head_sequence"),
-        Some(2.0),
-        "{page}"
-    );
-    assert_eq!(
-        sample(&page, "clerk_bridge_subscriptions_active"),
-        Some(1.0),
-        "{page}"
-    );
-    assert_eq!(
-        sample(&page, "clerk_bridge_events_delivered_total"),
-        Some(2.0),
-        "{page}"
-    );
-    assert_eq!(
-        sample(&page, "clerk_bridge_append_duration_seconds_count"),
-        Some(3.0),
-        "{page}"
-    );
+    let expected = [
+        (
+            r#"clerk_bridge_webhooks_total{result="accepted",reason="none"}"#,
+            2.0,
+        ),
+        (
+            r#"clerk_bridge_webhooks_total{result="duplicate",reason="none"}"#,
+            1.0,
+        ),
+        (
+            r#"clerk_bridge_webhooks_total{result="rejected",reason="invalid_signature"}"#,
+            1.0,
+        ),
+        (
+            r#"clerk_bridge_webhooks_total{result="rejected",reason="timestamp"}"#,
+            1.0,
+        ),
+        (
+            r#"clerk_bridge_webhooks_total{result="rejected",reason="invalid_payload"}"#,
+            1.0,
+        ),
+        ("clerk_bridge_log_head_sequence", 2.0),
+        ("clerk_bridge_subscriptions_active", 1.0),
+        ("clerk_bridge_events_delivered_total", 2.0),
+        ("clerk_bridge_append_duration_seconds_count", 3.0),
+    ];
+    for (series, value) in expected {
+        assert_eq!(sample(&page, series), Some(value), "{series} in {page}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

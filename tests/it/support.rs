@@ -45,7 +45,7 @@ pub(crate) const WEBHOOK_PATH: &str = "/webhooks/clerk";
 /// once a stream has passed it (see [`Subscription::events_until_head`]).
 pub(crate) const QUICK_HEARTBEAT: Duration = Duration::from_millis(200);
 /// Clerk's published example payloads, one file per event type.
-const FIXTURES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/clerk-events");
+const FIXTURES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/clerk-events");
 
 /// The longest any single wait may take before the test fails (env `CLERK_BRIDGE_TEST_PATIENCE_SECS`,
 /// default 20 s): generous, since it only matters when something is broken.
@@ -128,7 +128,7 @@ pub(crate) fn event_body(event_type: &str, object_id: &str) -> String {
     .to_string()
 }
 
-/// One file of `../shared/clerk-events`.
+/// One file of `tests/fixtures/clerk-events` (Clerk's published examples).
 #[derive(Debug, Clone)]
 pub(crate) struct Fixture {
     /// The file name, e.g. `user.created.json`.

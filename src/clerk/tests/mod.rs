@@ -18,7 +18,7 @@ mod properties;
 mod versions;
 
 /// The directory of Clerk's published example payloads, beside this crate.
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/clerk-events");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/clerk-events");
 
 /// The verbatim text of the fixture `name`.
 fn fixture(name: &str) -> String {

@@ -6,7 +6,7 @@ use serde_json::Value;
 fn vectors() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/standard-webhooks-vectors.json"
+        "/tests/fixtures/standard-webhooks-vectors.json"
     );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
