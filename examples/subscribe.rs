@@ -5,7 +5,8 @@
 //! cargo run --example subscribe -- http://127.0.0.1:50051 0 'user.*'
 //! ```
 //! A real consumer applies each event to its database and stores `event.sequence` in the same
-//! transaction, then resumes with `after_sequence` = that stored sequence after a restart.
+//! transaction, then resumes with `after_sequence` = that stored sequence after a restart: see
+//! `sync_sqlite.rs`. To watch a bridge, `clerk-bridge tail` does more than this.
 
 use clerk_bridge::proto::{
     SubscribeRequest, event::Payload, event_stream_client::EventStreamClient,

@@ -15,6 +15,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use tonic::{Code, Status, transport::Channel};
 
+use super::UsageError;
 use crate::proto::{
     Event, StartPosition, SubscribeRequest, event_stream_client::EventStreamClient,
     subscribe_response::Message,
@@ -77,7 +78,7 @@ enum Ended {
 /// outside the log).
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     let mut client = EventStreamClient::new(super::connect(&args.grpc_addr).await?);
-    let mut after = start_after(&mut client, &args).await?;
+    let mut after = start_after(&mut client, &args).await.map_err(refused)?;
     let mut backoff = INITIAL_BACKOFF;
     let mut announced = false;
     loop {
@@ -96,7 +97,7 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
             Err(status) if retryable(&status) => {
                 format!("{:?}: {}", status.code(), status.message())
             }
-            Err(status) => return Err(status.into()),
+            Err(status) => return Err(refused(status)),
         };
         if progressed {
             backoff = INITIAL_BACKOFF;
@@ -184,6 +185,16 @@ async fn follow(
         }
     }
     Ok(Ended::Closed)
+}
+
+/// A refusal as an error: a pattern the bridge rejects is a bad `--types` flag (exit 64).
+fn refused(status: Status) -> anyhow::Error {
+    match status.code() {
+        Code::InvalidArgument => {
+            UsageError(format!("invalid --types: {}", status.message())).into()
+        }
+        _ => status.into(),
+    }
 }
 
 /// Errors after which a new stream may succeed: the bridge restarting, the connection breaking.

@@ -488,7 +488,8 @@ impl Sender {
         event: Outgoing,
     ) -> anyhow::Result<Outcome> {
         let target = &self.plan.target;
-        for attempt in 0..2 {
+        let mut retried = false;
+        loop {
             let sender = match connection {
                 Some(sender) if !sender.is_closed() => sender,
                 _ => connection.insert(connect(target).await?),
@@ -505,8 +506,9 @@ impl Sender {
                         latency: started.elapsed(),
                     });
                 }
-                Ok(Err(e)) if attempt == 0 => {
-                    tracing::debug!(error = %e, "Reconnecting");
+                // A kept-alive connection the bridge has closed meanwhile: once more, on a new one.
+                Ok(Err(_)) if !retried => {
+                    retried = true;
                     *connection = None;
                 }
                 Ok(Err(e)) => {
@@ -521,7 +523,6 @@ impl Sender {
                 }
             }
         }
-        unreachable!("the second attempt always returns")
     }
 
     /// The signed request for `event`, signed now.

@@ -334,4 +334,6 @@ async fn tail_refuses_bad_flags_and_an_absent_bridge() {
     let bridge = TestBridge::start().await;
     let ahead = tail(&bridge, &["--from", "5", "--no-follow"]).await;
     assert_one_line_error(&ahead, 1, "OutOfRange");
+    let pattern = tail(&bridge, &["--types", "us*er.created", "--no-follow"]).await;
+    assert_one_line_error(&pattern, EX_USAGE, "--types");
 }
