@@ -1,5 +1,6 @@
 //! Compiles `proto/` with protox (pure Rust, so no system `protoc` is needed) and generates the tonic
-//! server and client. Also writes the encoded descriptor set that gRPC server reflection serves.
+//! client and, separately, the server (see below). Also writes the encoded descriptor set that gRPC
+//! server reflection serves.
 
 use std::{env, fs, path::PathBuf};
 
@@ -31,9 +32,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compiler.encode_file_descriptor_set(),
     )?;
 
+    // Messages and the client, as every caller sees them.
     tonic_prost_build::configure()
         .build_client(true)
+        .build_server(false)
+        .compile_fds(compiler.file_descriptor_set())?;
+    // The server, on its own: the same service and messages, except that Subscribe streams a
+    // hand-written `SubscribeResponse` carrying events already encoded (stored bytes passed through,
+    // see src/subscription/wire.rs). Same wire format, so clients cannot tell.
+    let server_dir = out_dir.join("server");
+    fs::create_dir_all(&server_dir)?;
+    tonic_prost_build::configure()
+        .build_client(false)
         .build_server(true)
+        .out_dir(&server_dir)
+        .extern_path(
+            ".clerk.bridge.v1.SubscribeResponse",
+            "crate::subscription::wire::SubscribeResponse",
+        )
+        .extern_path(".clerk.bridge.v1", "crate::proto")
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

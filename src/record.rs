@@ -1,12 +1,21 @@
 //! How an [`Event`] is encoded in the log, and decoded back for subscribers.
 //!
 //! The log stores the protobuf encoding of the typed event (so catch-up reads need no JSON parsing)
-//! tagged with [`CODEC_VERSION`]. When a newer bridge reads a record written with an older version,
-//! it decodes the verbatim body again, so typed payloads added later also reach old events.
+//! tagged with [`CODEC_VERSION`]. Its sequence is 0, so the record holds no field 1: a subscriber
+//! receives the record's bytes as they are, behind the sequence ([`fields`]). When a newer bridge
+//! reads a record written with an older version, it decodes the verbatim body again, so typed
+//! payloads added later also reach old events.
 
-use prost::Message;
+use bytes::{Buf, Bytes};
+use prost::{
+    Message,
+    encoding::{DecodeContext, decode_key, skip_field},
+};
 
 use crate::{clerk, log::StoredEvent, proto::Event};
+
+/// Field number of `Event.sequence`, which records leave out.
+const SEQUENCE_FIELD: u32 = 1;
 
 /// Version of the typed decoding. Bump it whenever `clerk::decode_event` produces more or different
 /// typed fields, so that stored events are decoded again on read.
@@ -36,12 +45,52 @@ pub fn decode(stored: &StoredEvent) -> Result<Event, CorruptRecord> {
     let corrupt = || CorruptRecord {
         sequence: stored.sequence,
     };
-    let mut event = Event::decode(stored.event.as_slice()).map_err(|_| corrupt())?;
+    let mut event = Event::decode(&stored.event[..]).map_err(|_| corrupt())?;
     if stored.codec_version != CODEC_VERSION {
         event = upgrade(event).ok_or_else(corrupt)?;
     }
     event.sequence = stored.sequence;
     Ok(event)
+}
+
+/// The encoded fields of a stored event as a subscriber receives them, all but the sequence: the
+/// stored bytes themselves when this codec version wrote them (their top-level framing checked,
+/// not decoded), else the event decoded again (see [`decode`]) and encoded.
+///
+/// # Errors
+/// [`CorruptRecord`] when the bytes are not an encoded event.
+pub fn fields(stored: &StoredEvent) -> Result<Bytes, CorruptRecord> {
+    if stored.codec_version != CODEC_VERSION {
+        let event = decode(stored)?;
+        return Ok(Bytes::from(
+            Event {
+                sequence: 0,
+                ..event
+            }
+            .encode_to_vec(),
+        ));
+    }
+    if !well_framed(&stored.event) {
+        return Err(CorruptRecord {
+            sequence: stored.sequence,
+        });
+    }
+    Ok(stored.event.clone())
+}
+
+/// Whether `bytes` is a sequence of whole top-level fields (keys, varints, lengths within the
+/// bytes) without field 1. The fields' contents are not decoded.
+fn well_framed(mut bytes: &[u8]) -> bool {
+    while bytes.has_remaining() {
+        let Ok((tag, wire_type)) = decode_key(&mut bytes) else {
+            return false;
+        };
+        let skipped = skip_field(wire_type, tag, &mut bytes, DecodeContext::default());
+        if tag == SEQUENCE_FIELD || skipped.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Decodes the verbatim body of an event written by an older codec again, keeping what the log
@@ -51,4 +100,58 @@ fn upgrade(old: Event) -> Option<Event> {
     event.event_id = old.event_id;
     event.received_at = old.received_at;
     Some(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(codec_version: u32, event: Vec<u8>) -> StoredEvent {
+        StoredEvent {
+            sequence: 9,
+            event_type: "user.created".to_owned(),
+            codec_version,
+            event: Bytes::from(event),
+        }
+    }
+
+    fn event() -> Event {
+        let body = r#"{"type":"user.created","object":"event","data":{"id":"user_1"}}"#;
+        let mut event = clerk::decode_event(body).unwrap();
+        event.event_id = "msg_1".to_owned();
+        event
+    }
+
+    #[test]
+    fn a_current_record_is_passed_through_as_stored() {
+        let bytes = encode(&event());
+        assert_eq!(
+            fields(&stored(CODEC_VERSION, bytes.clone())).unwrap(),
+            bytes
+        );
+    }
+
+    #[test]
+    fn an_older_record_is_decoded_again() {
+        let old = Event {
+            payload: None,
+            ..event()
+        };
+        let fields = fields(&stored(CODEC_VERSION - 1, encode(&old))).unwrap();
+        assert_eq!(Event::decode(fields).unwrap(), event());
+    }
+
+    #[test]
+    fn broken_framing_or_a_stored_sequence_is_corrupt() {
+        let mut truncated = encode(&event());
+        truncated.truncate(truncated.len() - 3);
+        let with_sequence = encode(&Event {
+            sequence: 5,
+            ..event()
+        });
+        for bytes in [truncated, with_sequence, vec![0xff]] {
+            let error = fields(&stored(CODEC_VERSION, bytes)).unwrap_err();
+            assert_eq!(error.sequence, 9);
+        }
+    }
 }

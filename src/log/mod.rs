@@ -22,7 +22,9 @@
 //! One writer thread owns the only write connection. Appends reach it through a bounded queue and are
 //! committed together (group commit): one transaction and one fsync for every append waiting when the
 //! previous commit finished. Each request learns its sequence only after its batch is durable. Readers
-//! open their own read-only connections and never block the writer (WAL).
+//! open their own read-only connections and never block the writer (WAL). The newest committed
+//! events also stay in memory for a while ([`Log::recent_after`]), so subscribers at the head need
+//! no reads at all.
 //!
 //! # Recovery
 //! SQLite replays or discards a torn WAL tail on open, so the log is always a prefix of the
@@ -32,17 +34,19 @@
 mod reader;
 pub mod retention;
 mod schema;
+mod tail;
 mod writer;
 
 use std::{
     fs::File,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use reader::{LogReader, StoredConsumer, StoredEvent};
+use tail::Tail;
 use writer::{Request, Writer};
 
 /// Name of the database file inside the data directory.
@@ -144,6 +148,8 @@ pub struct Log {
     appends: Mutex<Option<mpsc::Sender<Request>>>,
     /// Head and first retained sequence, updated after each durable commit.
     positions: watch::Receiver<Positions>,
+    /// The most recently committed events, shared with the writer, which adds them.
+    tail: Arc<Tail>,
     /// The writer thread, joined on close.
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Path of the database file, for opening readers.
@@ -169,7 +175,8 @@ impl Log {
         };
         let (positions_tx, positions_rx) = watch::channel(positions);
         let (tx, rx) = mpsc::channel(APPEND_QUEUE_CAPACITY);
-        let writer = Writer::new(conn, rx, positions_tx);
+        let tail = Arc::new(Tail::default());
+        let writer = Writer::new(conn, rx, positions_tx, tail.clone());
         let handle = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || writer.run())
@@ -177,6 +184,7 @@ impl Log {
         Ok(Log {
             appends: Mutex::new(Some(tx)),
             positions: positions_rx,
+            tail,
             writer: Mutex::new(Some(handle)),
             db_path,
             _lock: lock,
@@ -273,6 +281,13 @@ impl Log {
     /// sequence.
     pub fn watch_positions(&self) -> watch::Receiver<Positions> {
         self.positions.clone()
+    }
+
+    /// Up to `limit` events after `after`, from memory, when the log's in-memory tail holds every
+    /// stored event after `after` (a subscriber at or near the head); `None` when some are only on
+    /// disk, to be read with a [`LogReader`]. Never blocks on I/O.
+    pub fn recent_after(&self, after: u64, limit: usize) -> Option<Vec<Arc<StoredEvent>>> {
+        self.tail.read_after(after, limit)
     }
 
     /// Opens a reader on its own read-only connection.

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use bytes::Bytes;
 use rusqlite::{Connection, params};
 
 use super::schema;
@@ -16,7 +17,7 @@ pub struct StoredEvent {
     /// Version of the encoding of `event`.
     pub codec_version: u32,
     /// The encoded event, as appended.
-    pub event: Vec<u8>,
+    pub event: Bytes,
 }
 
 /// A named consumer as stored.
@@ -64,7 +65,7 @@ impl LogReader {
                 sequence: row.get::<_, i64>(0)?.try_into().unwrap_or(0),
                 event_type: row.get(1)?,
                 codec_version: row.get(2)?,
-                event: row.get(3)?,
+                event: Bytes::from(row.get::<_, Vec<u8>>(3)?),
             })
         })?;
         rows.collect()

@@ -37,7 +37,7 @@ fn appends_get_increasing_sequences_and_duplicates_are_not_stored_twice() {
     let events = log.reader().unwrap().read_after(0, 10).unwrap();
     let ids: Vec<_> = events
         .iter()
-        .map(|e| (e.sequence, e.event.clone()))
+        .map(|e| (e.sequence, e.event.to_vec()))
         .collect();
     assert_eq!(ids, vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
     log.close();

@@ -3,13 +3,16 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{AppendError, Appended, NewRecord, Positions, retention};
+use super::{AppendError, Appended, NewRecord, Positions, StoredEvent, retention, tail::Tail};
 
 /// Most requests applied in one transaction: bounds the time any one request waits for a batch.
 const MAX_BATCH: usize = 1024;
+/// Most times the writer yields its CPU to let more requests join a batch (see `Writer::gather`).
+const MAX_YIELDS: usize = 8;
 
 /// Where a request's outcome goes once its batch is durable.
 type Reply<T> = oneshot::Sender<Result<T, AppendError>>;
@@ -69,6 +72,8 @@ pub(super) struct Writer {
     queue: mpsc::Receiver<Request>,
     /// Publishes the head and first retained sequence after each commit.
     positions: watch::Sender<Positions>,
+    /// Where committed events go for subscribers at the head.
+    tail: Arc<Tail>,
 }
 
 // === impl Writer ===
@@ -78,11 +83,13 @@ impl Writer {
         conn: Connection,
         queue: mpsc::Receiver<Request>,
         positions: watch::Sender<Positions>,
+        tail: Arc<Tail>,
     ) -> Self {
         Writer {
             conn,
             queue,
             positions,
+            tail,
         }
     }
 
@@ -91,21 +98,38 @@ impl Writer {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = self.queue.blocking_recv() {
             batch.push(first);
+            self.gather(&mut batch);
+            self.commit(&mut batch);
+        }
+        tracing::debug!("Log writer stopped");
+    }
+
+    /// Adds the requests queued behind the first one. As long as that finds more, the writer first
+    /// yields its CPU (at most [`MAX_YIELDS`] times): when it shares a CPU with the request
+    /// handlers, they then queue the requests they are working on and this batch takes them too,
+    /// instead of committing alone and leaving them to wait a whole commit for the next one. When
+    /// nothing else wants the CPU, a yield returns at once.
+    fn gather(&mut self, batch: &mut Vec<Request>) {
+        for _ in 0..MAX_YIELDS {
+            std::thread::yield_now();
+            let before = batch.len();
             while batch.len() < MAX_BATCH {
                 match self.queue.try_recv() {
                     Ok(next) => batch.push(next),
                     Err(_) => break,
                 }
             }
-            self.commit(&mut batch);
+            if batch.len() == before || batch.len() == MAX_BATCH {
+                return;
+            }
         }
-        tracing::debug!("Log writer stopped");
     }
 
     /// Applies `batch` in one transaction and answers every request in it.
     fn commit(&mut self, batch: &mut Vec<Request>) {
         match apply_batch(&mut self.conn, batch) {
             Ok(outcomes) => {
+                self.update_tail(batch, &outcomes);
                 self.publish_positions(&outcomes);
                 for (request, outcome) in batch.drain(..).zip(outcomes) {
                     reply(request, outcome);
@@ -117,6 +141,33 @@ impl Writer {
                 for request in batch.drain(..) {
                     fail(request, &AppendError::Storage(error.clone()));
                 }
+            }
+        }
+    }
+
+    /// Moves the events the batch stored into the tail (before the head that announces them is
+    /// published), and drops from it what retention deleted.
+    fn update_tail(&self, batch: &mut [Request], outcomes: &[Outcome]) {
+        let stored = batch
+            .iter_mut()
+            .zip(outcomes)
+            .filter_map(|pair| match pair {
+                (Request::Append { record, .. }, Outcome::Appended(Appended::Stored(sequence))) => {
+                    Some(StoredEvent {
+                        sequence: *sequence,
+                        event_type: std::mem::take(&mut record.event_type),
+                        codec_version: record.codec_version,
+                        event: Bytes::from(std::mem::take(&mut record.event)),
+                    })
+                }
+                _ => None,
+            });
+        self.tail.extend(stored);
+        for outcome in outcomes {
+            if let Outcome::Retained(step) = outcome
+                && step.deleted > 0
+            {
+                self.tail.forget_before(step.first_retained);
             }
         }
     }

@@ -4,6 +4,7 @@
 mod filter;
 mod position;
 mod stream;
+pub mod wire;
 
 use std::{
     collections::VecDeque,
@@ -101,14 +102,10 @@ impl EventStreamService {
         } else {
             None
         };
-        let reader = self.log.reader().map_err(|error| {
-            tracing::error!(%error, "Cannot open a log reader");
-            Status::internal("could not open the log")
-        })?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let task = StreamTask {
             log: self.log.clone(),
-            reader: Arc::new(Mutex::new(reader)),
+            reader: Arc::new(Mutex::new(None)),
             cursor,
             filter,
             tx,

@@ -21,11 +21,14 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use super::filter::TypeFilter;
+use super::{
+    filter::TypeFilter,
+    wire::{Content, EncodedEvent, SubscribeResponse},
+};
 use crate::{
     consumer::Lease,
     log::{Log, LogReader, Positions, StoredEvent},
-    proto::{CaughtUp, Heartbeat, StreamStart, SubscribeResponse, subscribe_response::Message},
+    proto::{CaughtUp, Heartbeat, StreamStart},
     record,
     telemetry::metrics::Metrics,
 };
@@ -56,8 +59,9 @@ pub(super) struct Window {
 pub(super) struct StreamTask {
     /// The log, for its positions.
     pub(super) log: Arc<Log>,
-    /// This stream's own read connection, moved into blocking reads.
-    pub(super) reader: Arc<Mutex<LogReader>>,
+    /// This stream's own read connection, moved into blocking reads; opened when the stream first
+    /// needs the disk, and closed while the log's in-memory tail serves it.
+    pub(super) reader: Arc<Mutex<Option<LogReader>>>,
     /// The last sequence passed to the subscriber (or skipped by the filter).
     pub(super) cursor: u64,
     /// Which types to send.
@@ -199,7 +203,7 @@ impl StreamTask {
 
     async fn send_event(&mut self, stored: &StoredEvent) -> Result<(), Stop> {
         let sequence = stored.sequence;
-        let event = record::decode(stored).map_err(|e| {
+        let fields = record::fields(stored).map_err(|e| {
             tracing::error!(sequence, "Stored event is corrupt; ending the stream");
             Stop::Failed(Status::data_loss(e.to_string()))
         })?;
@@ -211,21 +215,40 @@ impl StreamTask {
             None => 0,
         };
         self.send(SubscribeResponse {
-            message: Some(Message::Event(event)),
+            message: Some(Content::Event(EncodedEvent::new(sequence, fields))),
             delivery_attempt,
         })
         .await
     }
 
-    /// Reads up to [`READ_BATCH`] events after the cursor, off the async workers.
-    async fn read_batch(&self) -> Result<Vec<StoredEvent>, Stop> {
-        let cursor = self.cursor;
-        let reader = self.reader.clone();
+    /// Up to [`READ_BATCH`] events after the cursor: from the log's in-memory tail when it holds
+    /// them (a stream at or near the head), else from disk, off the async workers.
+    async fn read_batch(&self) -> Result<Vec<Arc<StoredEvent>>, Stop> {
+        if let Some(recent) = self.log.recent_after(self.cursor, READ_BATCH) {
+            // No disk read is due for a while; don't keep the connection's page cache.
+            if let Ok(mut reader) = self.reader.try_lock() {
+                reader.take();
+            }
+            return Ok(recent);
+        }
+        let stored = self.read_from_disk().await?;
+        Ok(stored.into_iter().map(Arc::new).collect())
+    }
+
+    /// Reads up to [`READ_BATCH`] events after the cursor with this stream's own connection.
+    async fn read_from_disk(&self) -> Result<Vec<StoredEvent>, Stop> {
+        let (cursor, log, reader) = (self.cursor, self.log.clone(), self.reader.clone());
         let result = tokio::task::spawn_blocking(move || {
             // Only this stream's task uses the reader, one read at a time; a panic inside a read
             // leaves no state behind in the connection that a later read could trip over.
-            let reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
-            reader.read_after(cursor, READ_BATCH)
+            let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            if reader.is_none() {
+                *reader = Some(log.reader()?);
+            }
+            match reader.as_ref() {
+                Some(reader) => reader.read_after(cursor, READ_BATCH),
+                None => Ok(Vec::new()),
+            }
         })
         .await
         .map_err(|_| Stop::Failed(Status::internal("log read task failed")))?;
@@ -257,7 +280,7 @@ async fn committed_changed(window: Option<&mut Window>) {
     }
 }
 
-fn message(message: Message) -> SubscribeResponse {
+fn message(message: Content) -> SubscribeResponse {
     SubscribeResponse {
         message: Some(message),
         delivery_attempt: 0,
@@ -265,7 +288,7 @@ fn message(message: Message) -> SubscribeResponse {
 }
 
 fn start_marker(after: u64, positions: Positions) -> SubscribeResponse {
-    message(Message::Start(StreamStart {
+    message(Content::Start(StreamStart {
         after_sequence: after,
         first_retained_sequence: positions.first_retained,
         head_sequence: positions.head,
@@ -273,13 +296,13 @@ fn start_marker(after: u64, positions: Positions) -> SubscribeResponse {
 }
 
 fn caught_up(head: u64) -> SubscribeResponse {
-    message(Message::CaughtUp(CaughtUp {
+    message(Content::CaughtUp(CaughtUp {
         head_sequence: head,
     }))
 }
 
 fn heartbeat(head: u64) -> SubscribeResponse {
-    message(Message::Heartbeat(Heartbeat {
+    message(Content::Heartbeat(Heartbeat {
         head_sequence: head,
         sent_at: Some(std::time::SystemTime::now().into()),
     }))

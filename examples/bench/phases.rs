@@ -1,0 +1,276 @@
+//! The phases of a run, in order. Each returns its figures for the [`Report`].
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use tokio::{sync::watch, task::JoinHandle, time::Instant};
+
+use crate::{
+    BenchError, Plan, Scenario,
+    bridge::{self, Bridge, Memory},
+    fsync,
+    load::{self, Outcome, SentAt},
+    report::{CatchUp, Dedup, EndToEnd, FanOut, Ingest, Report},
+    stats::{Latencies, rate},
+    subscribe::{self, Received, SubscriberRuntime, Subscription},
+};
+
+/// Connections of the burst runs.
+const BURST_CONNECTIONS: usize = 64;
+/// Connections of the paced end-to-end run.
+const PACED_CONNECTIONS: usize = 16;
+/// Redeliveries of already stored webhooks in the deduplication check.
+const REDELIVERIES: usize = 1_000;
+/// Webhooks signed at a time when filling the log for the catch-up run (bounds the generator's
+/// memory).
+const FILL_CHUNK: usize = 50_000;
+/// Longest any burst may run.
+const BURST_LIMIT: Duration = Duration::from_secs(120);
+/// Webhooks per second the single connection could plausibly reach on a fast disk; bounds how many
+/// are signed for it.
+const SINGLE_MAX_RATE: u64 = 5_000;
+
+/// Runs every phase (or only the scenario `only`) against a fresh bridge whose data directory is
+/// created under `data_parent`.
+pub(crate) async fn run(
+    bin: &Path,
+    data_parent: &Path,
+    cpus: Option<(usize, usize)>,
+    plan: Plan,
+    only: Option<Scenario>,
+) -> Result<Report, BenchError> {
+    let data = bridge::data_dir_in(data_parent)?;
+    eprintln!("bench: bare fsync on {} ...", data.path().display());
+    let floor = fsync::measure(data.path(), plan.fsync)?;
+    let bridge = Bridge::start(bin, &data.path().join("log"), cpus.map(|c| c.1)).await?;
+    let subscribers = SubscriberRuntime::start()?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut report = Report::new(cpus, load::prepare("size", 0..1)?[0].body_len, floor);
+    report.idle = bridge.memory()?;
+    let wanted = |scenario| only.is_none_or(|only| only == scenario);
+    if wanted(Scenario::Ingest) {
+        run_ingest(&bridge, plan, &mut report).await?;
+    }
+    if wanted(Scenario::EndToEnd) {
+        report.e2e_floor = Some(fsync::measure(data.path(), plan.fsync)?);
+        report.end_to_end = Some(end_to_end(&bridge, &subscribers, plan).await?);
+    }
+    if wanted(Scenario::CatchUp) {
+        report.fill = fill(&bridge, plan.catch_up).await?;
+        report.catch_up = Some(catch_up(&bridge, plan.catch_up).await?);
+    }
+    // Last: memory a process has touched stays resident, so the run with the most streams would
+    // inflate the peaks of every run after it.
+    if wanted(Scenario::FanOut) {
+        report.fan_out = Some(fan_out(&bridge, &subscribers, plan).await?);
+    }
+    report.head = head(&bridge).await?;
+    bridge.stop().await?;
+    Ok(report)
+}
+
+/// Ingest at 1 and at 64 connections, then the deduplication check.
+async fn run_ingest(bridge: &Bridge, plan: Plan, report: &mut Report) -> Result<(), BenchError> {
+    let single_max = plan.single.as_secs().max(1) * SINGLE_MAX_RATE;
+    report.single = Some(ingest(bridge, "single", single_max as usize, 1, plan.single).await?);
+    report.burst = Some(ingest(bridge, "burst", plan.burst, BURST_CONNECTIONS, BURST_LIMIT).await?);
+    report.dedup = Some(redeliver(bridge, "burst").await?);
+    Ok(())
+}
+
+/// Sends `count` fresh webhooks (ids `msg_<tag>...`) over `connections` connections for at most
+/// `limit`.
+async fn ingest(
+    bridge: &Bridge,
+    tag: &str,
+    count: usize,
+    connections: usize,
+    limit: Duration,
+) -> Result<Ingest, BenchError> {
+    eprintln!("bench: ingest, {connections} connection(s) ...");
+    let requests = Arc::new(load::prepare(tag, 0..count)?);
+    bridge.reset_peak()?;
+    let cpu = bridge.cpu_time()?;
+    let outcome = load::closed_loop(bridge.http, requests, connections, limit).await?;
+    let cpu = bridge.cpu_time()? - cpu;
+    Ok(Ingest::new(outcome, cpu, bridge.memory()?))
+}
+
+/// Sends again the first webhooks of the run tagged `tag` (same ids, signed anew) and checks that
+/// every one is answered as a duplicate and the head does not move.
+async fn redeliver(bridge: &Bridge, tag: &str) -> Result<Dedup, BenchError> {
+    let head_before = head(bridge).await?;
+    let requests = Arc::new(load::prepare(tag, 0..REDELIVERIES)?);
+    let outcome = load::closed_loop(bridge.http, requests, 8, BURST_LIMIT).await?;
+    Ok(Dedup {
+        sent: REDELIVERIES,
+        duplicates: outcome.duplicates,
+        head_moved: head(bridge).await? != head_before,
+    })
+}
+
+/// A 64-connection burst while `plan.subscribers` subscribers stream live from the head.
+async fn fan_out(
+    bridge: &Bridge,
+    runtime: &SubscriberRuntime,
+    plan: Plan,
+) -> Result<FanOut, BenchError> {
+    eprintln!("bench: fan-out, {} live subscribers ...", plan.subscribers);
+    let requests = Arc::new(load::prepare("fanout", 0..plan.burst)?);
+    let (last_tx, last_rx) = watch::channel(u64::MAX);
+    let mut readers = Vec::with_capacity(plan.subscribers);
+    for _ in 0..plan.subscribers {
+        let mut subscription = live_subscription(runtime, bridge.grpc).await?;
+        let last = last_rx.clone();
+        readers.push(runtime.spawn(async move { subscription.count_until(last).await }));
+    }
+    bridge.reset_peak()?;
+    let (start, cpu) = (Instant::now(), bridge.cpu_time()?);
+    let outcome = load::closed_loop(bridge.http, requests, BURST_CONNECTIONS, BURST_LIMIT).await?;
+    let (cpu, ingest_memory) = (bridge.cpu_time()? - cpu, bridge.memory()?);
+    last_tx.send_replace(head(bridge).await?);
+    let (delivered, drained) = wait_readers(readers, start).await?;
+    Ok(FanOut {
+        subscribers: plan.subscribers,
+        ingest: Ingest::new(outcome, cpu, ingest_memory),
+        delivered,
+        drained,
+        peak: bridge.memory()?,
+    })
+}
+
+/// Waits for every subscriber of the fan-out; returns the events they received in all and how
+/// long after `start` the last one finished.
+async fn wait_readers(
+    readers: Vec<JoinHandle<Result<Received, BenchError>>>,
+    start: Instant,
+) -> Result<(usize, Duration), BenchError> {
+    let mut delivered = 0;
+    let mut last_at = start;
+    for reader in readers {
+        let received = reader
+            .await
+            .map_err(|e| BenchError::Setup(format!("subscriber task failed: {e}")))??;
+        delivered += received.events;
+        last_at = last_at.max(received.last_at);
+    }
+    Ok((delivered, last_at - start))
+}
+
+/// A subscription from the head that has passed its caught-up marker, opened on the subscriber
+/// runtime (so its connection's tasks run there too).
+async fn live_subscription(
+    runtime: &SubscriberRuntime,
+    grpc: SocketAddr,
+) -> Result<Subscription, BenchError> {
+    let opened = runtime.spawn(async move {
+        let channel = subscribe::connect(grpc).await?;
+        let mut subscription = Subscription::open(channel, None).await?;
+        subscription.caught_up().await?;
+        Ok(subscription)
+    });
+    opened
+        .await
+        .map_err(|e| BenchError::Setup(format!("subscriber task failed: {e}")))?
+}
+
+/// Webhooks at a steady `plan.e2e_rate` with one live subscriber: send → 2xx and send → delivered.
+async fn end_to_end(
+    bridge: &Bridge,
+    runtime: &SubscriberRuntime,
+    plan: Plan,
+) -> Result<EndToEnd, BenchError> {
+    eprintln!("bench: end-to-end at {}/s ...", plan.e2e_rate);
+    let requests = Arc::new(load::prepare("e2e", 0..plan.e2e)?);
+    let sent_at = SentAt::default();
+    let (last_tx, last_rx) = watch::channel(u64::MAX);
+    let mut subscription = live_subscription(runtime, bridge.grpc).await?;
+    let sent = sent_at.clone();
+    let reader = runtime.spawn(async move { subscription.latencies_until(last_rx, sent).await });
+    bridge.reset_peak()?;
+    let outcome = load::paced(
+        bridge.http,
+        requests,
+        plan.e2e_rate,
+        PACED_CONNECTIONS,
+        sent_at,
+    )
+    .await?;
+    last_tx.send_replace(head(bridge).await?);
+    let delivered: Latencies = reader
+        .await
+        .map_err(|e| BenchError::Setup(format!("subscriber task failed: {e}")))??;
+    Ok(EndToEnd {
+        stored: outcome.stored,
+        failed: outcome.failed,
+        per_sec: rate(outcome.stored, outcome.elapsed),
+        ack: outcome.latencies.summary(),
+        delivered: delivered.summary(),
+        peak: bridge.memory()?,
+    })
+}
+
+/// Stores more webhooks until the log holds at least `events`; `None` if it already does.
+async fn fill(bridge: &Bridge, events: usize) -> Result<Option<Ingest>, BenchError> {
+    let missing = events.saturating_sub(usize::try_from(head(bridge).await?).unwrap_or(0));
+    if missing == 0 {
+        return Ok(None);
+    }
+    eprintln!("bench: filling the log with {missing} more events ...");
+    bridge.reset_peak()?;
+    let cpu = bridge.cpu_time()?;
+    let mut total = Outcome::default();
+    for start in (0..missing).step_by(FILL_CHUNK) {
+        let chunk = start..(start + FILL_CHUNK).min(missing);
+        let requests = Arc::new(load::prepare("fill", chunk)?);
+        let outcome =
+            load::closed_loop(bridge.http, requests, BURST_CONNECTIONS, BURST_LIMIT).await?;
+        total.stored += outcome.stored;
+        total.failed += outcome.failed + outcome.duplicates;
+        total.elapsed += outcome.elapsed;
+        total.latencies.merge(outcome.latencies);
+    }
+    let cpu = bridge.cpu_time()? - cpu;
+    Ok(Some(Ingest::new(total, cpu, bridge.memory()?)))
+}
+
+/// One new subscriber replays the last `events` stored events.
+async fn catch_up(bridge: &Bridge, events: usize) -> Result<CatchUp, BenchError> {
+    eprintln!("bench: catch-up of {events} events ...");
+    let head = head(bridge).await?;
+    let after = head.saturating_sub(events as u64);
+    bridge.reset_peak()?;
+    let (start, cpu) = (Instant::now(), bridge.cpu_time()?);
+    let channel = subscribe::connect(bridge.grpc).await?;
+    let mut subscription = Subscription::open(channel, Some(after)).await?;
+    let (_last_tx, last_rx) = watch::channel(head);
+    let received = subscription.count_until(last_rx).await?;
+    let elapsed = received.last_at - start;
+    Ok(CatchUp {
+        events: received.events,
+        per_sec: rate(received.events, elapsed),
+        cores: (bridge.cpu_time()? - cpu).as_secs_f64() / elapsed.as_secs_f64(),
+        peak: bridge.memory()?,
+    })
+}
+
+/// The log's head, from the start marker of a fresh stream.
+async fn head(bridge: &Bridge) -> Result<u64, BenchError> {
+    let channel = subscribe::connect(bridge.grpc).await?;
+    Subscription::open(channel, None).await?.head().await
+}
+
+// === impl Ingest ===
+
+impl Ingest {
+    fn new(outcome: Outcome, cpu: Duration, memory: Memory) -> Self {
+        Ingest {
+            cores: cpu.as_secs_f64() / outcome.elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+            cpu_per_webhook: cpu / u32::try_from(outcome.stored.max(1)).unwrap_or(u32::MAX),
+            stored: outcome.stored,
+            failed: outcome.failed + outcome.duplicates,
+            per_sec: rate(outcome.stored, outcome.elapsed),
+            latency: outcome.latencies.summary(),
+            peak: memory,
+        }
+    }
+}

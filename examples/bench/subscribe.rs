@@ -1,0 +1,243 @@
+//! Subscribers of the bridge's event stream. Responses are decoded into minimal messages that keep
+//! only what the benchmark reads (sequence, event id, markers; prost skips the rest of each event
+//! without allocating), so subscribing costs the load generator's CPU little and the figures
+//! measure the bridge.
+
+use std::{net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use clerk_bridge::proto::{StartPosition, SubscribeRequest};
+use http::uri::PathAndQuery;
+use tokio::{sync::watch, time::Instant};
+use tonic::{Streaming, transport::Channel};
+
+use crate::{
+    BenchError,
+    load::{SentAt, lock},
+    stats::Latencies,
+};
+
+/// The Subscribe method.
+const SUBSCRIBE: &str = "/clerk.bridge.v1.EventStream/Subscribe";
+
+/// `clerk.bridge.v1.SubscribeResponse`, reduced to what the benchmark reads.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct LiteResponse {
+    /// The message; heartbeats (tag 2) are skipped as unknown fields.
+    #[prost(oneof = "LiteMessage", tags = "1, 3, 4")]
+    message: Option<LiteMessage>,
+}
+
+/// `SubscribeResponse.message`, reduced.
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum LiteMessage {
+    /// An event.
+    #[prost(message, tag = "1")]
+    Event(LiteEvent),
+    /// The start marker.
+    #[prost(message, tag = "3")]
+    Start(LiteStart),
+    /// The caught-up marker.
+    #[prost(message, tag = "4")]
+    CaughtUp(LiteCaughtUp),
+}
+
+/// `clerk.bridge.v1.Event`: sequence and event id only.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LiteEvent {
+    /// The event's sequence.
+    #[prost(uint64, tag = "1")]
+    sequence: u64,
+    /// The `svix-id` (a string on the wire; read as bytes to skip the UTF-8 check).
+    #[prost(bytes = "bytes", tag = "2")]
+    event_id: Bytes,
+}
+
+/// `clerk.bridge.v1.StreamStart`: the head only.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LiteStart {
+    /// The head when the stream started.
+    #[prost(uint64, tag = "3")]
+    head_sequence: u64,
+}
+
+/// `clerk.bridge.v1.CaughtUp`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LiteCaughtUp {
+    /// The head the stream caught up with.
+    #[prost(uint64, tag = "1")]
+    head_sequence: u64,
+}
+
+/// An open subscription.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    /// The response stream.
+    stream: Streaming<LiteResponse>,
+}
+
+/// When a subscriber received how many events.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Received {
+    /// Events received.
+    pub(crate) events: usize,
+    /// When the last one arrived.
+    pub(crate) last_at: Instant,
+}
+
+/// Opens a connection to the bridge's gRPC port.
+pub(crate) async fn connect(addr: SocketAddr) -> Result<Channel, BenchError> {
+    let endpoint = Channel::from_shared(format!("http://{addr}"))
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    Ok(endpoint.tcp_nodelay(true).connect().await?)
+}
+
+// === impl Subscription ===
+
+impl Subscription {
+    /// Subscribes on `channel` to every event after `after`, or from the head when `None`.
+    pub(crate) async fn open(channel: Channel, after: Option<u64>) -> Result<Self, BenchError> {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready()
+            .await
+            .map_err(|e| BenchError::Setup(format!("gRPC not ready: {e}")))?;
+        let request = SubscribeRequest {
+            after_sequence: after.unwrap_or(0),
+            start: match after {
+                Some(_) => StartPosition::AfterSequence,
+                None => StartPosition::Latest,
+            }
+            .into(),
+            ..SubscribeRequest::default()
+        };
+        let codec = tonic_prost::ProstCodec::<SubscribeRequest, LiteResponse>::default();
+        let stream = grpc
+            .server_streaming(
+                tonic::Request::new(request),
+                PathAndQuery::from_static(SUBSCRIBE),
+                codec,
+            )
+            .await?
+            .into_inner();
+        Ok(Subscription { stream })
+    }
+
+    /// Reads the start marker; returns the head it reports.
+    pub(crate) async fn head(&mut self) -> Result<u64, BenchError> {
+        match self.next().await? {
+            LiteMessage::Start(start) => Ok(start.head_sequence),
+            _ => Err(BenchError::Setup(
+                "a stream did not begin with its start marker".into(),
+            )),
+        }
+    }
+
+    /// Reads until the caught-up marker; returns the head it reports.
+    pub(crate) async fn caught_up(&mut self) -> Result<u64, BenchError> {
+        loop {
+            if let LiteMessage::CaughtUp(marker) = self.next().await? {
+                return Ok(marker.head_sequence);
+            }
+        }
+    }
+
+    /// Reads events until it has one with a sequence of at least `last`, which may be set while
+    /// this runs (`u64::MAX` until then).
+    pub(crate) async fn count_until(
+        &mut self,
+        mut last: watch::Receiver<u64>,
+    ) -> Result<Received, BenchError> {
+        let mut received = Received {
+            events: 0,
+            last_at: Instant::now(),
+        };
+        let (mut newest, mut open) = (0, true);
+        while newest < *last.borrow_and_update() {
+            tokio::select! {
+                message = self.next() => if let LiteMessage::Event(event) = message? {
+                    received.events += 1;
+                    received.last_at = Instant::now();
+                    newest = event.sequence;
+                },
+                // A dropped sender leaves the target as it is.
+                changed = last.changed(), if open => open = changed.is_ok(),
+            }
+        }
+        Ok(received)
+    }
+
+    /// Reads events as [`Subscription::count_until`] does, recording for each how long after its
+    /// send (in `sent_at`) it arrived.
+    pub(crate) async fn latencies_until(
+        &mut self,
+        mut last: watch::Receiver<u64>,
+        sent_at: SentAt,
+    ) -> Result<Latencies, BenchError> {
+        let mut latencies = Latencies::with_capacity(16_384);
+        let (mut newest, mut open) = (0, true);
+        while newest < *last.borrow_and_update() {
+            tokio::select! {
+                message = self.next() => if let LiteMessage::Event(event) = message? {
+                    let arrived = Instant::now();
+                    let sent = lock(&sent_at).get(&event.event_id).copied();
+                    let sent = sent.ok_or_else(|| BenchError::Setup("an event nobody sent".into()))?;
+                    latencies.record(arrived - sent);
+                    newest = event.sequence;
+                },
+                changed = last.changed(), if open => open = changed.is_ok(),
+            }
+        }
+        Ok(latencies)
+    }
+
+    /// The next message; an error if the stream ends or stays silent for a minute.
+    async fn next(&mut self) -> Result<LiteMessage, BenchError> {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(60), self.stream.message())
+                .await
+                .map_err(|_| BenchError::Setup("a subscriber got nothing for 60 s".into()))??
+                .ok_or_else(|| BenchError::Setup("a subscription ended".into()))?;
+            if let Some(message) = message.message {
+                return Ok(message);
+            }
+        }
+    }
+}
+
+/// A single-threaded runtime on a thread of its own for subscriber tasks, so decoding their
+/// streams never delays the load generator's requests (the OS shares the CPU between the two).
+#[derive(Debug)]
+pub(crate) struct SubscriberRuntime {
+    /// Spawns tasks onto it.
+    handle: tokio::runtime::Handle,
+    /// Ends the runtime's thread when dropped.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+// === impl SubscriberRuntime ===
+
+impl SubscriberRuntime {
+    /// Starts the runtime's thread.
+    pub(crate) fn start() -> Result<Self, BenchError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("subscribers".into())
+            .spawn(move || runtime.block_on(async move { drop(stopped.await) }))?;
+        Ok(SubscriberRuntime {
+            handle,
+            _stop: stop,
+        })
+    }
+
+    /// Runs `task` on the subscriber thread.
+    pub(crate) fn spawn<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.handle.spawn(task)
+    }
+}
