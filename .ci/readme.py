@@ -259,6 +259,10 @@ class Runner:
             if what == "foreground":
                 self.foreground(where, written, command, cwd)
                 continue
+            if what == "serve" and self.services:
+                # One sidecar at a time, as a person would run it: stop the earlier block's bridge.
+                self.stop_all(self.services, where)
+                self.services.clear()
             self.count += 1
             process = Background(command, what, cwd, self.env, self.tmp, self.count)
             probe = self.healthy if what == "serve" else (lambda p=process: READY[what].search(p.output()))
