@@ -4,9 +4,11 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{service::interceptor::InterceptedService, transport::Server};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Server, server::TcpIncoming},
+};
 use tonic_health::{
     pb::health_server::{Health, HealthServer},
     server::HealthReporter,
@@ -295,7 +297,12 @@ async fn serve_grpc(
         .add_service(InterceptedService::new(reflection_v1, token.clone()))
         .add_service(InterceptedService::new(reflection_v1alpha, token.clone()))
         .add_service(InterceptedService::new(events, token))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        // The builder's `tcp_nodelay` does not reach an incoming stream we pass in: set it here, or
+        // Nagle's algorithm holds small event messages back for milliseconds.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown.cancelled_owned(),
+        )
         .await
 }
 

@@ -16,8 +16,8 @@ use super::StoredEvent;
 
 /// Most events kept.
 const MAX_EVENTS: usize = 8192;
-/// Most bytes of encoded events kept (about 3,000 `user.created` events of 5 KiB).
-const MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Most bytes of encoded events kept (about 1,600 `user.created` events of 5 KiB).
+const MAX_BYTES: usize = 8 * 1024 * 1024;
 
 /// The newest committed events.
 #[derive(Debug, Default)]
