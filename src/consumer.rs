@@ -132,16 +132,20 @@ impl Consumers {
                 }
             }
         };
+        // The lease exists before the await below: if the caller goes away meanwhile (a client
+        // killed mid-Subscribe), dropping it releases the name instead of leaving it active forever.
+        let lease = self.lease_for(name);
         if created
             && let Err(e) = self
                 .log
                 .save_consumer(name, committed_if_new, now_ms())
                 .await
         {
+            drop(lease);
             self.entries().remove(name);
             return Err(e.into());
         }
-        Ok(self.lease_for(name))
+        Ok(lease)
     }
 
     fn lease_for(self: &Arc<Self>, name: &str) -> Lease {
@@ -304,4 +308,36 @@ pub fn validate_name(name: &str) -> Result<(), ConsumerError> {
         return Err(ConsumerError::InvalidName);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::LogOptions;
+    use std::future::Future;
+
+    #[tokio::test]
+    async fn a_lease_abandoned_while_the_consumer_is_created_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::open(dir.path(), LogOptions::default()).unwrap());
+        let consumers = Arc::new(Consumers::new(log.clone(), Vec::new()));
+        // Poll the creating lease once (it then waits for the writer) and drop it, as tonic drops a
+        // handler whose client went away.
+        let mut creating = Box::pin(consumers.lease("app", 0));
+        let waker = std::task::Waker::noop();
+        let pending = creating
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker));
+        assert!(pending.is_pending());
+        drop(creating);
+        let lease = consumers
+            .lease("app", 0)
+            .await
+            .expect("the name is free again");
+        assert_eq!(lease.name(), "app");
+        drop(lease);
+        tokio::task::spawn_blocking(move || log.close())
+            .await
+            .unwrap();
+    }
 }
