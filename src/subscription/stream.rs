@@ -1,12 +1,13 @@
 //! One subscription stream: a task that reads the log forward from the subscriber's position into
 //! the stream's own bounded buffer.
 //!
-//! The task reads from disk whenever it is behind the head and waits on the log's positions when
-//! caught up, so a slow subscriber only ever delays itself: it never blocks ingest or other
-//! subscribers, and since its position is a sequence, it never misses an event however far behind
-//! it falls (unless retention deletes events it has not read: the stream then ends with
-//! OUT_OF_RANGE). For a named consumer the task also stops at `max_in_flight` events delivered but
-//! not committed, and resumes when a commit arrives.
+//! The task reads whenever it is behind the head (from the log's in-memory tail when that still
+//! holds the events, else from disk) and waits on the log's positions when caught up, so a slow
+//! subscriber only ever delays itself: it never blocks ingest or other subscribers, and since its
+//! position is a sequence, it never misses an event however far behind it falls (unless retention
+//! deletes events it has not read: the stream then ends with OUT_OF_RANGE). Events are sent as
+//! stored ([`super::wire`]). For a named consumer the task also stops at `max_in_flight` events
+//! delivered but not committed, and resumes when a commit arrives.
 
 use std::{
     collections::VecDeque,
