@@ -2,16 +2,16 @@
 //! catch-up, fan-out and memory, against the project's targets, with the disk's bare fsync rate
 //! for reference. It starts the bridge as a separate process on loopback (pinned to one CPU with
 //! `taskset` when there are two, the load generator on the other), drives it with signed
-//! `user.created` webhooks of about 2.5 KB (distinct `svix-id`s and user ids), and prints a table.
+//! `user.created` webhooks of about 3 KB (distinct `svix-id`s and user ids), and prints a table.
 //!
 //! ```text
-//! cargo run --release --example bench             # full run, a few minutes
-//! cargo run --release --example bench -- --quick  # smoke run, well under a minute
+//! cargo run --release --example bench             # full run, about three minutes
+//! cargo run --release --example bench -- --quick  # smoke run, about 15 seconds
 //! ```
 //! The benchmark builds `target/release/clerk-bridge` itself. Options: `--data-dir DIR` (parent of
-//! the bridge's temporary data directory; default `target/release/bench-data`: put it on the disk you care
-//! about, not on tmpfs), `--no-pin`, `--only SCENARIO` (`ingest`, `fan-out`, `end-to-end`,
-//! `catch-up`: one scenario, e.g. to profile the bridge with `perf record -p PID` meanwhile).
+//! the bridge's temporary data directory; default `target/release/bench-data`: put it on the disk
+//! you care about, not on tmpfs), `--no-pin`, `--only SCENARIO` (`ingest`, `slow-consumer`,
+//! `end-to-end`, `catch-up`, `fan-out`: one scenario, e.g. to profile the bridge with `perf record -p PID`).
 
 mod bridge;
 mod fsync;
@@ -48,6 +48,8 @@ struct Args {
 pub(crate) enum Scenario {
     /// Ingest at 1 and 64 connections, and the deduplication check.
     Ingest,
+    /// Ingest at 64 connections while one subscriber reads nothing, between two runs without.
+    SlowConsumer,
     /// Steady rate, sent → 2xx and sent → delivered.
     EndToEnd,
     /// One subscriber replays the stored events (the log is filled first if needed).
@@ -83,7 +85,8 @@ pub(crate) struct Plan {
     pub(crate) fsync: Duration,
     /// Duration of the single-connection ingest run.
     pub(crate) single: Duration,
-    /// Webhooks of each 64-connection ingest run (with 0 and with 100 subscribers).
+    /// Webhooks of each 64-connection ingest run (without subscribers, with a stalled one, with
+    /// 100 live ones).
     pub(crate) burst: usize,
     /// Live subscribers of the fan-out run.
     pub(crate) subscribers: usize,

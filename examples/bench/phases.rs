@@ -9,7 +9,7 @@ use crate::{
     bridge::{self, Bridge, Memory},
     fsync,
     load::{self, Outcome, SentAt},
-    report::{CatchUp, Dedup, EndToEnd, FanOut, Ingest, Report},
+    report::{CatchUp, Dedup, EndToEnd, FanOut, Ingest, Report, SlowConsumer},
     stats::{Latencies, rate},
     subscribe::{self, Received, SubscriberRuntime, Subscription},
 };
@@ -49,6 +49,9 @@ pub(crate) async fn run(
     let wanted = |scenario| only.is_none_or(|only| only == scenario);
     if wanted(Scenario::Ingest) {
         run_ingest(&bridge, plan, &mut report).await?;
+    }
+    if wanted(Scenario::SlowConsumer) {
+        report.slow_consumer = Some(slow_consumer(&bridge, &subscribers, plan).await?);
     }
     if wanted(Scenario::EndToEnd) {
         report.e2e_floor = Some(fsync::measure(data.path(), plan.fsync)?);
@@ -105,6 +108,48 @@ async fn redeliver(bridge: &Bridge, tag: &str) -> Result<Dedup, BenchError> {
         sent: REDELIVERIES,
         duplicates: outcome.duplicates,
         head_moved: head(bridge).await? != head_before,
+    })
+}
+
+/// A 64-connection burst while one subscriber, live from the head, reads nothing, between two
+/// bursts without subscribers (their difference is the run-to-run noise the stalled run is
+/// judged against). The stalled subscriber then reads everything it missed.
+async fn slow_consumer(
+    bridge: &Bridge,
+    runtime: &SubscriberRuntime,
+    plan: Plan,
+) -> Result<SlowConsumer, BenchError> {
+    let before = ingest(
+        bridge,
+        "slow-before",
+        plan.burst,
+        BURST_CONNECTIONS,
+        BURST_LIMIT,
+    )
+    .await?;
+    eprintln!("bench: ... and with one stalled subscriber");
+    let mut stalled = live_subscription(runtime, bridge.grpc).await?;
+    let during = ingest(bridge, "slow", plan.burst, BURST_CONNECTIONS, BURST_LIMIT).await?;
+    let (_last_tx, last_rx) = watch::channel(head(bridge).await?);
+    let start = Instant::now();
+    let reader = runtime.spawn(async move { stalled.count_until(last_rx).await });
+    let received = reader
+        .await
+        .map_err(|e| BenchError::Setup(format!("subscriber task failed: {e}")))??;
+    let after = ingest(
+        bridge,
+        "slow-after",
+        plan.burst,
+        BURST_CONNECTIONS,
+        BURST_LIMIT,
+    )
+    .await?;
+    Ok(SlowConsumer {
+        before,
+        stalled: during,
+        after,
+        received,
+        drained: received.last_at - start,
     })
 }
 

@@ -8,6 +8,7 @@ use crate::{
     bridge::Memory,
     fsync::Floor,
     stats::{Summary, rate},
+    subscribe::Received,
 };
 
 /// Ingest at 64 connections must reach this many durable webhooks per second...
@@ -68,6 +69,21 @@ pub(crate) struct FanOut {
     pub(crate) peak: Memory,
 }
 
+/// The slow-consumer run: a burst with one subscriber that reads nothing, between two without.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlowConsumer {
+    /// The burst before, without subscribers.
+    pub(crate) before: Ingest,
+    /// The burst while the subscriber read nothing.
+    pub(crate) stalled: Ingest,
+    /// The burst after, without subscribers.
+    pub(crate) after: Ingest,
+    /// What the stalled subscriber received once it read again.
+    pub(crate) received: Received,
+    /// From when it read again until its last event.
+    pub(crate) drained: Duration,
+}
+
 /// The paced end-to-end run.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EndToEnd {
@@ -115,6 +131,8 @@ pub(crate) struct Report {
     pub(crate) burst: Option<Ingest>,
     /// Redelivery check.
     pub(crate) dedup: Option<Dedup>,
+    /// Ingest with a stalled subscriber.
+    pub(crate) slow_consumer: Option<SlowConsumer>,
     /// Ingest over 64 connections with live subscribers.
     pub(crate) fan_out: Option<FanOut>,
     /// Bare fsync again, just before the end-to-end run (the disk's speed varies).
@@ -142,6 +160,7 @@ impl Report {
             single: None,
             burst: None,
             dedup: None,
+            slow_consumer: None,
             fan_out: None,
             e2e_floor: None,
             end_to_end: None,
@@ -187,6 +206,9 @@ impl Report {
             rows.push(burst_row(burst));
             rows.push(dedup_row(dedup));
         }
+        if let Some(slow) = &self.slow_consumer {
+            rows.extend(slow_consumer_rows(slow));
+        }
         if let (Some(floor), Some(e2e)) = (&self.e2e_floor, &self.end_to_end) {
             rows.push(floor_row(
                 "bare fsync again, just before the end-to-end run",
@@ -222,6 +244,10 @@ impl Report {
         let peaks = [
             ("ingest, 1 connection", self.single.map(|i| i.peak)),
             ("ingest, 64 connections", self.burst.map(|i| i.peak)),
+            (
+                "ingest, 64 connections, 1 stalled subscriber",
+                self.slow_consumer.map(|s| s.stalled.peak),
+            ),
             ("end-to-end", self.end_to_end.map(|e| e.peak)),
             ("filling the log", self.fill.map(|i| i.peak)),
             ("catch-up", self.catch_up.map(|c| c.peak)),
@@ -245,6 +271,11 @@ impl Report {
             .into_iter()
             .flatten()
             .map(|i| i.stored)
+            .chain(
+                self.slow_consumer
+                    .into_iter()
+                    .flat_map(|s| [s.before.stored, s.stalled.stored, s.after.stored]),
+            )
             .chain(self.fan_out.map(|f| f.ingest.stored))
             .chain(self.end_to_end.map(|e| e.stored))
             .sum()
@@ -305,6 +336,53 @@ fn dedup_row(dedup: &Dedup) -> String {
         "all, stored once",
         Some(dedup.duplicates == dedup.sent && !dedup.head_moved),
     )
+}
+
+/// The two bursts without subscribers, the one with a stalled subscriber (judged against the
+/// slower of the two: "not slowed by more than the run-to-run noise"), and the stalled
+/// subscriber's catch-up.
+fn slow_consumer_rows(slow: &SlowConsumer) -> [String; 3] {
+    let (before, after) = (slow.before.per_sec, slow.after.per_sec);
+    let mean = (before + after) / 2.0;
+    let noise = (before - after).abs() / mean.max(f64::MIN_POSITIVE);
+    let slowdown = 1.0 - slow.stalled.per_sec / mean.max(f64::MIN_POSITIVE);
+    let expected = slow.stalled.stored;
+    [
+        row(
+            "slow consumer: ingest, 64 connections, no subscriber, before / after",
+            &format!(
+                "{}/s / {}/s (run-to-run noise {:.0}%)",
+                count(before),
+                count(after),
+                noise * 100.0
+            ),
+            "",
+            None,
+        ),
+        ingest_row(
+            "slow consumer: ingest, 64 connections, 1 subscriber reading nothing",
+            &slow.stalled,
+            Some((
+                &format!(
+                    "≥ the slower run without (slowdown {:.0}% vs. their mean)",
+                    slowdown * 100.0
+                ),
+                slow.stalled.per_sec >= before.min(after),
+            )),
+        ),
+        row(
+            "slow consumer: then the stalled subscriber reads",
+            &format!(
+                "{}/{} events, {} out of order, in {:.2} s",
+                count(slow.received.events as f64),
+                count(expected as f64),
+                count(slow.received.gaps as f64),
+                slow.drained.as_secs_f64()
+            ),
+            "all, in order",
+            Some(slow.received.events == expected && slow.received.gaps == 0),
+        ),
+    ]
 }
 
 fn end_to_end_rows(e2e: &EndToEnd, floor: &Floor, plan: Plan) -> [String; 2] {

@@ -53,9 +53,12 @@ struct LiteEvent {
     event_id: Bytes,
 }
 
-/// `clerk.bridge.v1.StreamStart`: the head only.
+/// `clerk.bridge.v1.StreamStart`: where the stream starts, and the head.
 #[derive(Clone, PartialEq, prost::Message)]
 struct LiteStart {
+    /// The stream delivers events after this sequence.
+    #[prost(uint64, tag = "1")]
+    after_sequence: u64,
     /// The head when the stream started.
     #[prost(uint64, tag = "3")]
     head_sequence: u64,
@@ -74,6 +77,10 @@ struct LiteCaughtUp {
 pub(crate) struct Subscription {
     /// The response stream.
     stream: Streaming<LiteResponse>,
+    /// The sequence of the last event received (from the start marker until the first event).
+    newest: u64,
+    /// Events whose sequence was not the one after the previous event's.
+    gaps: usize,
 }
 
 /// When a subscriber received how many events.
@@ -83,6 +90,9 @@ pub(crate) struct Received {
     pub(crate) events: usize,
     /// When the last one arrived.
     pub(crate) last_at: Instant,
+    /// Events received out of order or after a gap (none when the stream delivered every event
+    /// from its start in sequence order).
+    pub(crate) gaps: usize,
 }
 
 /// Opens a connection to the bridge's gRPC port.
@@ -119,7 +129,11 @@ impl Subscription {
             )
             .await?
             .into_inner();
-        Ok(Subscription { stream })
+        Ok(Subscription {
+            stream,
+            newest: 0,
+            gaps: 0,
+        })
     }
 
     /// Reads the start marker; returns the head it reports.
@@ -147,23 +161,23 @@ impl Subscription {
         &mut self,
         mut last: watch::Receiver<u64>,
     ) -> Result<Received, BenchError> {
-        let mut received = Received {
-            events: 0,
-            last_at: Instant::now(),
-        };
-        let (mut newest, mut open) = (0, true);
-        while newest < *last.borrow_and_update() {
+        let (mut events, mut last_at, mut open) = (0, Instant::now(), true);
+        let gaps_before = self.gaps;
+        while self.newest < *last.borrow_and_update() {
             tokio::select! {
-                message = self.next() => if let LiteMessage::Event(event) = message? {
-                    received.events += 1;
-                    received.last_at = Instant::now();
-                    newest = event.sequence;
+                message = self.next() => if let LiteMessage::Event(_) = message? {
+                    events += 1;
+                    last_at = Instant::now();
                 },
                 // A dropped sender leaves the target as it is.
                 changed = last.changed(), if open => open = changed.is_ok(),
             }
         }
-        Ok(received)
+        Ok(Received {
+            events,
+            last_at,
+            gaps: self.gaps - gaps_before,
+        })
     }
 
     /// Reads events as [`Subscription::count_until`] does, recording for each how long after its
@@ -174,15 +188,14 @@ impl Subscription {
         sent_at: SentAt,
     ) -> Result<Latencies, BenchError> {
         let mut latencies = Latencies::with_capacity(16_384);
-        let (mut newest, mut open) = (0, true);
-        while newest < *last.borrow_and_update() {
+        let mut open = true;
+        while self.newest < *last.borrow_and_update() {
             tokio::select! {
                 message = self.next() => if let LiteMessage::Event(event) = message? {
                     let arrived = Instant::now();
                     let sent = lock(&sent_at).get(&event.event_id).copied();
                     let sent = sent.ok_or_else(|| BenchError::Setup("an event nobody sent".into()))?;
                     latencies.record(arrived - sent);
-                    newest = event.sequence;
                 },
                 changed = last.changed(), if open => open = changed.is_ok(),
             }
@@ -198,8 +211,23 @@ impl Subscription {
                 .map_err(|_| BenchError::Setup("a subscriber got nothing for 60 s".into()))??
                 .ok_or_else(|| BenchError::Setup("a subscription ended".into()))?;
             if let Some(message) = message.message {
+                self.track(&message);
                 return Ok(message);
             }
+        }
+    }
+
+    /// Follows the stream's position, counting an event that is not the one after the previous.
+    fn track(&mut self, message: &LiteMessage) {
+        match message {
+            LiteMessage::Start(start) => self.newest = start.after_sequence,
+            LiteMessage::Event(event) => {
+                if event.sequence != self.newest + 1 {
+                    self.gaps += 1;
+                }
+                self.newest = event.sequence;
+            }
+            LiteMessage::CaughtUp(_) => {}
         }
     }
 }
