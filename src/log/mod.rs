@@ -22,7 +22,8 @@
 //! One writer thread owns the only write connection. Appends reach it through a bounded queue and are
 //! committed together (group commit): one transaction and one fsync for every append waiting when the
 //! previous commit finished. Each request learns its sequence only after its batch is durable. Readers
-//! open their own read-only connections and never block the writer (WAL). The newest committed
+//! open their own read-only connections and never block the writer (WAL). A checkpointer thread
+//! copies the WAL back into the database on its own connection, outside the commits. The newest committed
 //! events also stay in memory for a while ([`Log::recent_after`]), so subscribers at the head need
 //! no reads at all.
 //!
@@ -31,6 +32,7 @@
 //! acknowledged appends plus, at most, a batch that was durable but not yet acknowledged. A `LOCK`
 //! file held for the process lifetime keeps a second bridge off the same directory.
 
+mod checkpoint;
 mod reader;
 pub mod retention;
 mod schema;
@@ -120,8 +122,8 @@ pub enum OpenError {
     /// SQLite could not open or set up the database.
     #[error("cannot open the log database: {0}")]
     Database(#[from] rusqlite::Error),
-    /// The writer thread could not be started.
-    #[error("cannot start the log writer: {0}")]
+    /// The writer or checkpointer thread could not be started.
+    #[error("cannot start a log thread: {0}")]
     Thread(#[source] std::io::Error),
 }
 
@@ -150,8 +152,9 @@ pub struct Log {
     positions: watch::Receiver<Positions>,
     /// The most recently committed events, shared with the writer, which adds them.
     tail: Arc<Tail>,
-    /// The writer thread, joined on close.
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The writer thread, then the checkpointer thread (which stops when the writer has), joined
+    /// on close in that order.
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Path of the database file, for opening readers.
     db_path: PathBuf,
     /// Held (locked) for as long as the log is open.
@@ -176,8 +179,9 @@ impl Log {
         let (positions_tx, positions_rx) = watch::channel(positions);
         let (tx, rx) = mpsc::channel(APPEND_QUEUE_CAPACITY);
         let tail = Arc::new(Tail::default());
-        let writer = Writer::new(conn, rx, positions_tx, tail.clone());
-        let handle = std::thread::Builder::new()
+        let (poke, checkpointer) = checkpoint::spawn(&db_path)?;
+        let writer = Writer::new(conn, rx, positions_tx, tail.clone(), poke);
+        let writer = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || writer.run())
             .map_err(OpenError::Thread)?;
@@ -185,7 +189,7 @@ impl Log {
             appends: Mutex::new(Some(tx)),
             positions: positions_rx,
             tail,
-            writer: Mutex::new(Some(handle)),
+            threads: Mutex::new(vec![writer, checkpointer]),
             db_path,
             _lock: lock,
         })
@@ -302,10 +306,12 @@ impl Log {
     /// Blocking: call from a blocking context.
     pub fn close(&self) {
         drop(self.lock_unpoisoned(&self.appends).take());
-        if let Some(handle) = self.lock_unpoisoned(&self.writer).take()
-            && handle.join().is_err()
-        {
-            tracing::error!("Log writer thread panicked");
+        let threads = std::mem::take(&mut *self.lock_unpoisoned(&self.threads));
+        for handle in threads {
+            let name = handle.thread().name().unwrap_or("log").to_owned();
+            if handle.join().is_err() {
+                tracing::error!(thread = %name, "Log thread panicked");
+            }
         }
     }
 

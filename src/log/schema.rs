@@ -4,6 +4,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+use super::checkpoint;
+
 /// Creates the tables if they are missing. Idempotent.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -26,16 +28,30 @@ CREATE TABLE IF NOT EXISTS consumers (
 /// so a small cache is enough and keeps memory flat with many subscribers.
 const READER_CACHE_KIB: i64 = 512;
 
-/// Opens the single write connection: WAL, fsync on every commit, schema in place.
+/// Opens the single write connection: WAL, fsync on every commit, schema in place, automatic
+/// checkpoints only as a fallback (see [`super::checkpoint`]).
 /// `max_pages` caps the database size (SQLITE_FULL past it), to test a full disk.
 pub(super) fn open_writer(path: &Path, max_pages: Option<u32>) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        checkpoint::WRITER_FALLBACK_PAGES,
+    )?;
     conn.execute_batch(SCHEMA)?;
     if let Some(pages) = max_pages {
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
     }
+    Ok(conn)
+}
+
+/// Opens the checkpointer's connection (after the writer's, which sets up WAL mode). It writes
+/// nothing but checkpoints, which fsync the WAL and then the database file.
+pub(super) fn open_checkpointer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }
 

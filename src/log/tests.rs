@@ -138,3 +138,31 @@ fn appends_after_close_are_refused() {
         Err(AppendError::Closed)
     ));
 }
+
+#[test]
+fn committed_events_reach_the_database_file_without_a_close_or_the_writers_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let rt = runtime();
+    let db = dir.path().join(DB_FILE);
+    let empty = std::fs::metadata(&db).unwrap().len();
+    // 200 events of 16 KiB: about 800 WAL pages, far below the writer's automatic checkpoint.
+    for i in 0..200 {
+        let mut event = record(&format!("msg_{i}"));
+        event.event = vec![b'x'; 16 * 1024];
+        rt.block_on(log.append(event)).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let size = std::fs::metadata(&db).unwrap().len();
+        if size > empty + 3 * 1024 * 1024 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {size} bytes: no background checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    log.close();
+}

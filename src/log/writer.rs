@@ -7,7 +7,10 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{AppendError, Appended, NewRecord, Positions, StoredEvent, retention, tail::Tail};
+use super::{
+    AppendError, Appended, NewRecord, Positions, StoredEvent, checkpoint::Poke, retention,
+    tail::Tail,
+};
 
 /// Most requests applied in one transaction: bounds the time any one request waits for a batch.
 const MAX_BATCH: usize = 1024;
@@ -74,6 +77,8 @@ pub(super) struct Writer {
     positions: watch::Sender<Positions>,
     /// Where committed events go for subscribers at the head.
     tail: Arc<Tail>,
+    /// Asks for a background checkpoint after each commit.
+    checkpoint: Poke,
 }
 
 // === impl Writer ===
@@ -84,12 +89,14 @@ impl Writer {
         queue: mpsc::Receiver<Request>,
         positions: watch::Sender<Positions>,
         tail: Arc<Tail>,
+        checkpoint: Poke,
     ) -> Self {
         Writer {
             conn,
             queue,
             positions,
             tail,
+            checkpoint,
         }
     }
 
@@ -134,6 +141,7 @@ impl Writer {
                 for (request, outcome) in batch.drain(..).zip(outcomes) {
                     reply(request, outcome);
                 }
+                self.checkpoint.poke();
             }
             Err(error) => {
                 tracing::warn!(%error, batch = batch.len(), "Log write failed; batch rolled back");
