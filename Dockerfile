@@ -13,9 +13,13 @@
 ARG RUST_VERSION=1.95.0
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
+# jemalloc (the binary's allocator) is built with make, which the slim image lacks.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make=4.3-4.1 \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Only what the build reads: the C parts (bundled SQLite, aws-lc) need the image's gcc, and
-# build.rs compiles proto/ with protox, so no protoc.
+# Only what the build reads: the C parts (bundled SQLite, aws-lc, jemalloc) need the image's gcc,
+# and build.rs compiles proto/ with protox, so no protoc.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src

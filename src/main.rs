@@ -12,6 +12,10 @@ use clerk_bridge::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc instead of glibc's malloc: allocation was a sixth of the bridge's cycles per webhook.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
