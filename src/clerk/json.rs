@@ -12,9 +12,15 @@
 //! - JSON nested deeper than [`MAX_STRUCT_DEPTH`] is cut off (replaced by `null`) when converted to
 //!   a `google.protobuf.Struct`, so the converter's recursion is bounded and the resulting message
 //!   stays decodable under protobuf's usual recursion limit of 100. The verbatim body keeps it all.
+//! - A body is parsed with [`parse_body`], which reads containers nested deeper than
+//!   [`MAX_PARSE_DEPTH`] as `null` (still checking that they are valid JSON) instead of refusing the
+//!   body: Clerk's users can nest their own metadata, and a refused body is an event lost.
+
+use std::fmt;
 
 use prost_types::{ListValue, Struct, Timestamp, value::Kind};
-use serde_json::{Map, Value};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 /// A JSON object, as `serde_json` parses it.
 pub(crate) type Object = Map<String, Value>;
@@ -27,6 +33,12 @@ pub(crate) type Object = Map<String, Value>;
 /// protobuf-C++ refuse more than 100 nested messages; 6 + 3 × 24 + 2 = 80 leaves room for wrappers.
 /// A test in the parent module round-trips the deepest case through prost.
 pub(crate) const MAX_STRUCT_DEPTH: usize = 24;
+
+/// Containers nested deeper than this in a webhook body are parsed as `null`. Well above what any
+/// accessor reads (the deepest `Struct`, an embedded user's account metadata, starts 5 levels down
+/// and is converted [`MAX_STRUCT_DEPTH`] levels further), and below serde_json's own limit of 128,
+/// past which it would refuse the whole body.
+pub(crate) const MAX_PARSE_DEPTH: usize = 64;
 
 /// Smallest `Timestamp.seconds` protobuf allows: 0001-01-01T00:00:00Z.
 const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
@@ -193,6 +205,105 @@ fn list_at_depth(items: &[Value], depth: usize) -> ListValue {
         .map(|item| value_at_depth(item, depth))
         .collect();
     ListValue { values }
+}
+
+/// Parses a webhook body like `serde_json::from_str`, except that containers more than
+/// [`MAX_PARSE_DEPTH`] levels down become `null`. They are still checked to be well-formed JSON,
+/// without recursion (serde_json skips ignored values with a loop), so no nesting can refuse the
+/// body or exhaust the stack.
+///
+/// # Errors
+/// When `body` is not valid JSON.
+pub(crate) fn parse_body(body: &str) -> serde_json::Result<Value> {
+    let mut deserializer = serde_json::Deserializer::from_str(body);
+    let value = BoundedValue { depth: 0 }.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// Builds a `serde_json::Value` found `depth` container levels below the top of the body.
+#[derive(Clone, Copy)]
+struct BoundedValue {
+    depth: usize,
+}
+
+impl BoundedValue {
+    /// The seed for this container's children, or `None` when the container itself lies more than
+    /// [`MAX_PARSE_DEPTH`] levels down.
+    fn children(self) -> Option<BoundedValue> {
+        (self.depth <= MAX_PARSE_DEPTH).then_some(BoundedValue {
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for BoundedValue {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let Some(child) = self.children() else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Value::Null);
+        };
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(child)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let Some(child) = self.children() else {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Value::Null);
+        };
+        let mut object = Object::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(child)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// Unwraps a `json!` literal that is known to be an object (test fixtures).

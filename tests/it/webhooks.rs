@@ -116,6 +116,28 @@ async fn verified_bodies_that_are_not_events_get_400() {
     bridge.assert_nothing_stored().await;
 }
 
+/// Users write their own `unsafe_metadata` from the browser, so one of them could nest it past
+/// serde_json's limit of 128 levels; refusing that body would lose every later event of that user
+/// once Clerk gives up retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_event_with_metadata_nested_1000_deep_is_stored_and_delivered() {
+    let bridge = TestBridge::start().await;
+    let body = format!(
+        r#"{{"type":"user.updated","object":"event","data":{{"id":"user_deep","unsafe_metadata":{{"x":{}1{}}}}}}}"#,
+        "[".repeat(1000),
+        "]".repeat(1000)
+    );
+    let sequence = bridge.post_new("msg_deep", &body).await;
+    let events = bridge
+        .subscribe(0, &[])
+        .await
+        .events_until_head(sequence)
+        .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].object_id, "user_deep");
+    assert_eq!(events[0].payload_json, body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_routes_and_methods() {
     let bridge = TestBridge::start().await;

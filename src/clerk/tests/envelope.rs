@@ -347,11 +347,83 @@ fn deep_metadata_stays_decodable_on_the_wire() {
 }
 
 #[test]
-fn body_past_the_parse_depth_is_not_json() {
+fn a_body_nested_past_serde_jsons_limit_is_still_an_event() {
+    // serde_json alone refuses more than 128 levels: Clerk would then retry a webhook the bridge
+    // can never take, and the event would be lost. 100,000 levels also check the stack.
+    for levels in [200, 100_000] {
+        let body = format!(
+            r#"{{"type":"user.updated","data":{{"id":"user_1","unsafe_metadata":{}"leaf"{}}}}}"#,
+            r#"{"a":"#.repeat(levels),
+            "}".repeat(levels)
+        );
+        let event = decode_event(&body).unwrap_or_else(|e| panic!("{levels} levels: {e}"));
+        assert_eq!(event.r#type, "user.updated");
+        assert_eq!(event.object_id, "user_1");
+        assert_eq!(event.payload_json, body, "the body travels verbatim");
+        let Some(Payload::User(UserEvent {
+            change: Some(Change::Updated(user)),
+        })) = &event.payload
+        else {
+            panic!("not an updated user: {:?}", event.payload)
+        };
+        assert!(user.unsafe_metadata.is_some());
+        let response = SubscribeResponse {
+            message: Some(Message::Event(event.clone())),
+            ..SubscribeResponse::default()
+        };
+        let decoded = SubscribeResponse::decode(response.encode_to_vec().as_slice())
+            .expect("prost's recursion limit of 100 is respected");
+        assert_eq!(decoded.message, Some(Message::Event(event)));
+    }
+}
+
+#[test]
+fn deep_containers_are_cut_off_but_shallower_ones_kept() {
+    let body = json!({"type": "x.y", "data": {"id": "x_1"}, "deep": deep_array(200)}).to_string();
+    let parsed = json::parse_body(&body).unwrap();
+    // The body's top level is 0, `deep` is level 1, its n-th nested array level 1 + n.
+    let mut value = &parsed["deep"];
+    for level in 1..=json::MAX_PARSE_DEPTH {
+        assert!(value.is_array(), "level {level} is kept");
+        value = &value[0];
+    }
+    assert!(
+        value.is_null(),
+        "level {} is cut off",
+        json::MAX_PARSE_DEPTH + 1
+    );
+    assert_eq!(parsed["data"]["id"], "x_1");
+}
+
+#[test]
+fn malformed_json_is_refused_at_any_depth() {
+    for levels in [3, 100, 10_000] {
+        let unbalanced = format!(r#"{{"type":"user.updated","data":{}}}"#, "[".repeat(levels));
+        assert_eq!(
+            decode_event(&unbalanced),
+            Err(DecodeError::NotJson),
+            "{levels}"
+        );
+        let bad_scalar = format!(
+            r#"{{"type":"user.updated","data":{}nul{}}}"#,
+            "[".repeat(levels),
+            "]".repeat(levels)
+        );
+        assert_eq!(
+            decode_event(&bad_scalar),
+            Err(DecodeError::NotJson),
+            "{levels}"
+        );
+    }
     assert_eq!(
-        decode_event(&deeply_nested_user(200)),
+        decode_event(r#"{"type":"user.updated"} trailing"#),
         Err(DecodeError::NotJson)
     );
+}
+
+/// `levels` arrays nested in one another around a string.
+fn deep_array(levels: usize) -> serde_json::Value {
+    (0..levels).fold(json!("leaf"), |inner, _| json!([inner]))
 }
 
 #[test]

@@ -12,8 +12,8 @@ use prost::Message as _;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
-/// Deepest nesting a generated body may reach: below serde_json's parse limit of 128 (bodies past
-/// that are rejected as not JSON; `envelope::body_past_the_parse_depth_is_not_json` covers them).
+/// Deepest nesting a generated body may reach (deeper bodies are covered by
+/// `envelope::a_body_nested_past_serde_jsons_limit_is_still_an_event`).
 const MAX_BODY_DEPTH: usize = 120;
 
 /// Containers deeper than this in a fixture are not mutated, so that nested insertions stay
