@@ -1,21 +1,20 @@
 //! The `clerk-bridge` binary: exit code 64 with a one-line error naming the bad flag, serving
 //! `/healthz`, a clean exit on SIGTERM, and logs free of secrets and personal data.
 
-use std::{net::SocketAddr, path::Path, process::Stdio, time::Duration};
+use std::{path::Path, process::Stdio};
 
 use serde_json::json;
-use tokio::{io::AsyncReadExt, process::Command};
+use tokio::process::Command;
 
-use crate::support::{
-    Body, SECRET, WEBHOOK_PATH, eventually, http, svix_headers, try_http, within,
+use crate::{
+    process::BridgeProcess,
+    support::{Body, SECRET, WEBHOOK_PATH, http, svix_headers, within},
 };
 
-/// How long the binary may take to exit after SIGTERM.
-const EXIT_AFTER_SIGTERM: Duration = Duration::from_secs(10);
 /// Exit code for bad configuration (EX_USAGE).
 const EX_USAGE: i32 = 64;
 
-/// Any free loopback port (fine where the test needs no address back from the binary).
+/// Any free loopback port (the binary exits before it would serve).
 const ANY_PORT: &str = "127.0.0.1:0";
 /// The environment variable holding the signing secret.
 const SECRET_VAR: &str = "CLERK_WEBHOOK_SIGNING_SECRET";
@@ -92,32 +91,10 @@ async fn an_unusable_data_dir_exits_64_naming_the_flag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (http_addr, grpc_addr) = (free_port(), free_port());
-    let env = [(SECRET_VAR, SECRET)];
-    let (http_arg, grpc_arg) = (http_addr.to_string(), grpc_addr.to_string());
-    let mut child = serve(&env, &http_arg, &grpc_arg, dir.path())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let mut stderr = tokio::spawn(async move {
-        let mut text = String::new();
-        stderr.read_to_string(&mut text).await.unwrap();
-        text
-    });
+    let mut bridge = BridgeProcess::start(dir.path(), &[]).await;
+    let health = http(bridge.http, "GET", "/healthz", &[], Body::Empty).await;
+    assert_eq!(health.status, 200);
 
-    let healthy = eventually("/healthz to answer 200", || async {
-        let response = try_http(http_addr, "GET", "/healthz", &[], Body::Empty)
-            .await
-            .ok()?;
-        (response.status == 200).then_some(())
-    });
-    tokio::select! {
-        () = healthy => {}
-        status = child.wait() => {
-            let logs = within("stderr to close", &mut stderr).await.unwrap();
-            panic!("the binary exited before serving ({status:?}):\n{logs}");
-        }
-    }
     let (first_name, email) = ("Quintessa", "quintessa.private@example.com");
     let body = json!({
         "type": "user.created",
@@ -131,7 +108,7 @@ async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
     .to_string();
     let signed = svix_headers("msg_pii", body.as_bytes());
     let response = http(
-        http_addr,
+        bridge.http,
         "POST",
         WEBHOOK_PATH,
         &signed,
@@ -140,23 +117,12 @@ async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
     .await;
     assert_eq!(response.accepted(), (1, false));
 
-    let pid = child.id().expect("still running").to_string();
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::time::timeout(EXIT_AFTER_SIGTERM, child.wait())
-        .await
-        .expect("exits within 10 s of SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-
-    let logs = within("stderr to close", stderr).await.unwrap();
+    bridge.signal("TERM").await;
+    assert_eq!(bridge.exit_code().await, Some(0));
+    let logs = bridge.log_lines().join("\n");
     assert!(
-        !logs.trim().is_empty(),
-        "the binary logs at info by default"
+        logs.contains("Stopped"),
+        "the binary logs at info by default, to the end:\n{logs}"
     );
     let key = SECRET.trim_start_matches("whsec_");
     for secret in [SECRET, key, first_name, email] {
@@ -165,10 +131,4 @@ async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
             "stderr contains {secret:?}:\n{logs}"
         );
     }
-}
-
-/// A loopback address that was free a moment ago (the binary cannot report a port-0 address).
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
 }

@@ -18,6 +18,7 @@ use tokio::{
     io::{AsyncBufReadExt, BufReader},
     net::TcpStream,
     process::{Child, Command},
+    task::JoinHandle,
 };
 use tonic::{Streaming, transport::Channel};
 
@@ -34,6 +35,8 @@ pub(crate) struct BridgeProcess {
     pub(crate) grpc: SocketAddr,
     /// Its log lines, as read so far.
     log: Arc<Mutex<Vec<String>>>,
+    /// The task reading its log; done at the end of the log (the process has exited).
+    log_reader: Option<JoinHandle<()>>,
 }
 
 impl BridgeProcess {
@@ -42,7 +45,8 @@ impl BridgeProcess {
         Self::start_with_env(data_dir, extra, &[]).await
     }
 
-    /// As [`BridgeProcess::start`], with extra environment variables (`RUST_LOG` defaults to info).
+    /// As [`BridgeProcess::start`], with extra environment variables (none else is set: the binary's
+    /// defaults apply, such as logging at info level).
     pub(crate) async fn start_with_env(
         data_dir: &Path,
         extra: &[&str],
@@ -51,7 +55,6 @@ impl BridgeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_clerk-bridge"))
             .env_clear()
             .env("CLERK_WEBHOOK_SIGNING_SECRET", SECRET)
-            .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .args([
                 "serve",
@@ -71,16 +74,19 @@ impl BridgeProcess {
             .expect("the binary starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::default();
-        let (http, grpc) = within("the bridge to listen", listening_addrs(stderr, &log)).await;
+        let (http, grpc, log_reader) =
+            within("the bridge to listen", listening_addrs(stderr, &log)).await;
         BridgeProcess {
             child,
             http,
             grpc,
             log,
+            log_reader: Some(log_reader),
         }
     }
 
-    /// The log lines read so far, the `Listening` line included. Complete once the process exited.
+    /// The log lines read so far, the `Listening` line included. Complete once
+    /// [`BridgeProcess::exit_code`] has returned.
     pub(crate) fn log_lines(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
@@ -101,12 +107,16 @@ impl BridgeProcess {
         assert!(status.success(), "kill -{signal} failed");
     }
 
-    /// Waits for the process to exit; its exit code (`None` when killed by a signal).
+    /// Waits for the process to exit and for the rest of its log; its exit code (`None` when
+    /// killed by a signal).
     pub(crate) async fn exit_code(&mut self) -> Option<i32> {
-        within("the bridge to exit", self.child.wait())
+        let status = within("the bridge to exit", self.child.wait())
             .await
-            .unwrap()
-            .code()
+            .unwrap();
+        if let Some(reader) = self.log_reader.take() {
+            within("the end of the bridge's log", reader).await.unwrap();
+        }
+        status.code()
     }
 
     /// Kills the process with SIGKILL and reaps it.
@@ -142,11 +152,11 @@ pub(crate) async fn grpc_client(
 }
 
 /// Reads the bridge's log until its `Listening` line, then keeps reading it into `log` in the
-/// background (so the pipe never fills). Returns the bound addresses.
+/// background (so the pipe never fills). Returns the bound addresses and the background reader.
 async fn listening_addrs(
     stderr: tokio::process::ChildStderr,
     log: &Arc<Mutex<Vec<String>>>,
-) -> (SocketAddr, SocketAddr) {
+) -> (SocketAddr, SocketAddr, JoinHandle<()>) {
     let mut lines = BufReader::new(stderr).lines();
     let addrs = loop {
         let line = lines
@@ -160,12 +170,12 @@ async fn listening_addrs(
         }
     };
     let log = log.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             log.lock().unwrap().push(line);
         }
     });
-    addrs
+    (addrs.0, addrs.1, reader)
 }
 
 /// The address in field `key` of a log line, text (`http=ADDR`) or JSON (`"http":"ADDR"`).
