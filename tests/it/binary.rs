@@ -1,13 +1,13 @@
 //! The `clerk-bridge` binary: exit code 64 with a one-line error naming the bad flag, serving
 //! `/healthz`, a clean exit on SIGTERM, and logs free of secrets and personal data.
 
-use std::{path::Path, process::Stdio};
+use std::path::Path;
 
 use serde_json::json;
 use tokio::process::Command;
 
 use crate::{
-    process::BridgeProcess,
+    process::{BridgeProcess, clerk_bridge},
     support::{Body, SECRET, WEBHOOK_PATH, http, svix_headers, within},
 };
 
@@ -21,23 +21,18 @@ const SECRET_VAR: &str = "CLERK_WEBHOOK_SIGNING_SECRET";
 
 /// `clerk-bridge serve` with only `env` in its environment.
 fn serve(env: &[(&str, &str)], http_addr: &str, grpc_addr: &str, data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clerk-bridge"));
-    command
-        .env_clear()
-        .envs(env.iter().copied())
-        .arg("serve")
-        .args([
+    let mut command = clerk_bridge(
+        env,
+        [
+            "serve",
             "--http-addr",
             http_addr,
             "--grpc-addr",
             grpc_addr,
             "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        ],
+    );
+    command.arg(data_dir);
     command
 }
 

@@ -12,22 +12,18 @@ use tokio::{
     process::Command,
 };
 
-use crate::support::{OTHER_SECRET, SECRET, TestBridge, fixtures, now_secs, within};
+use crate::{
+    process,
+    support::{OTHER_SECRET, SECRET, TestBridge, fixtures, now_secs, within},
+};
 
 /// Exit code for bad flags (EX_USAGE).
 const EX_USAGE: i32 = 64;
 
-/// `clerk-bridge ARGS` with only the signing secret in its environment.
+/// `clerk-bridge ARGS` with only the signing secret in its environment, stdout piped.
 fn clerk_bridge(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clerk-bridge"));
-    command
-        .env_clear()
-        .env("CLERK_WEBHOOK_SIGNING_SECRET", SECRET)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut command = process::clerk_bridge(&[("CLERK_WEBHOOK_SIGNING_SECRET", SECRET)], args);
+    command.stdout(Stdio::piped());
     command
 }
 

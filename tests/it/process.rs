@@ -2,6 +2,7 @@
 //! keep-alive HTTP client that posts signed webhooks to it: for crash, shutdown and load tests.
 
 use std::{
+    ffi::OsStr,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
@@ -52,26 +53,23 @@ impl BridgeProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_clerk-bridge"))
-            .env_clear()
-            .env("CLERK_WEBHOOK_SIGNING_SECRET", SECRET)
-            .envs(env.iter().copied())
-            .args([
+        let mut environment = vec![("CLERK_WEBHOOK_SIGNING_SECRET", SECRET)];
+        environment.extend_from_slice(env);
+        let mut child = clerk_bridge(
+            &environment,
+            [
                 "serve",
                 "--http-addr",
                 "127.0.0.1:0",
                 "--grpc-addr",
                 "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the binary starts");
+            ],
+        )
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .spawn()
+        .expect("the binary starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::default();
         let (http, grpc, log_reader) =
@@ -141,6 +139,24 @@ impl BridgeProcess {
             .await
             .unwrap()
     }
+}
+
+/// `clerk-bridge ARGS` with only `env` in its environment (so the binary's defaults apply): stdin
+/// empty, stdout discarded, stderr piped, killed when dropped.
+pub(crate) fn clerk_bridge<S: AsRef<OsStr>>(
+    env: &[(&str, &str)],
+    args: impl IntoIterator<Item = S>,
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clerk-bridge"));
+    command
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
 }
 
 /// A gRPC client of the bridge at `addr`.
