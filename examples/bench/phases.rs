@@ -133,9 +133,7 @@ async fn slow_consumer(
     let (_last_tx, last_rx) = watch::channel(head(bridge).await?);
     let start = Instant::now();
     let reader = runtime.spawn(async move { stalled.count_until(last_rx).await });
-    let received = reader
-        .await
-        .map_err(|e| BenchError::Setup(format!("subscriber task failed: {e}")))??;
+    let received = subscribe::joined(reader).await?;
     let after = ingest(
         bridge,
         "slow-after",
@@ -192,9 +190,7 @@ async fn wait_readers(
     let mut delivered = 0;
     let mut last_at = start;
     for reader in readers {
-        let received = reader
-            .await
-            .map_err(|e| BenchError::Setup(format!("subscriber task failed: {e}")))??;
+        let received = subscribe::joined(reader).await?;
         delivered += received.events;
         last_at = last_at.max(received.last_at);
     }
@@ -213,9 +209,7 @@ async fn live_subscription(
         subscription.caught_up().await?;
         Ok(subscription)
     });
-    opened
-        .await
-        .map_err(|e| BenchError::Setup(format!("subscriber task failed: {e}")))?
+    subscribe::joined(opened).await
 }
 
 /// Webhooks at a steady `plan.e2e_rate` with one live subscriber: send → 2xx and send → delivered.
@@ -241,9 +235,7 @@ async fn end_to_end(
     )
     .await?;
     last_tx.send_replace(head(bridge).await?);
-    let delivered: Latencies = reader
-        .await
-        .map_err(|e| BenchError::Setup(format!("subscriber task failed: {e}")))??;
+    let delivered: Latencies = subscribe::joined(reader).await?;
     Ok(EndToEnd {
         stored: outcome.stored,
         failed: outcome.failed,

@@ -261,11 +261,20 @@ impl SubscriberRuntime {
         })
     }
 
-    /// Runs `task` on the subscriber thread.
+    /// Runs `task` on the subscriber thread; [`joined`] waits for its result.
     pub(crate) fn spawn<T: Send + 'static>(
         &self,
         task: impl Future<Output = T> + Send + 'static,
     ) -> tokio::task::JoinHandle<T> {
         self.handle.spawn(task)
     }
+}
+
+/// The result of a subscriber task spawned with [`SubscriberRuntime::spawn`]; a task that panicked
+/// or was cancelled is an error too.
+pub(crate) async fn joined<T>(
+    task: tokio::task::JoinHandle<Result<T, BenchError>>,
+) -> Result<T, BenchError> {
+    task.await
+        .map_err(|e| BenchError::Setup(format!("subscriber task failed: {e}")))?
 }
