@@ -4,8 +4,9 @@
 //! [`decode_event`] runs after the signature check, on the raw body. It rejects a body for three
 //! reasons only (see [`DecodeError`]): it is not JSON, it is not a JSON object, or it has no event
 //! `type`. No depth of nesting makes a body "not JSON": containers nested deeper than any field
-//! the bridge reads are parsed as `null` (the verbatim body keeps them). Everything else is read leniently: Clerk's payloads drift from its schemas, new event types
-//! appear, and a verified event must still be stored and delivered. A missing, `null`, unknown or
+//! the bridge reads are parsed as `null` (the verbatim body keeps them). Everything else is read
+//! leniently: Clerk's payloads drift from its schemas, new event types appear, and a verified event
+//! must still be stored and delivered. A missing, `null`, unknown or
 //! wrongly typed field leaves the matching proto field absent; the verbatim body always travels in
 //! `payload_json`, so nothing is lost.
 //!

@@ -23,9 +23,9 @@
 //! committed together (group commit): one transaction and one fsync for every append waiting when the
 //! previous commit finished. Each request learns its sequence only after its batch is durable. Readers
 //! open their own read-only connections and never block the writer (WAL). A checkpointer thread
-//! copies the WAL back into the database on its own connection, outside the commits. The newest committed
-//! events also stay in memory for a while ([`Log::recent_after`]), so subscribers at the head need
-//! no reads at all.
+//! copies the WAL back into the database on its own connection, outside the commits. The newest
+//! committed events also stay in memory for a while ([`Log::recent_after`]), so subscribers at the
+//! head need no reads at all.
 //!
 //! # Recovery
 //! SQLite replays or discards a torn WAL tail on open, so the log is always a prefix of the
