@@ -159,20 +159,16 @@ impl Subscription {
     /// this runs (`u64::MAX` until then).
     pub(crate) async fn count_until(
         &mut self,
-        mut last: watch::Receiver<u64>,
+        last: watch::Receiver<u64>,
     ) -> Result<Received, BenchError> {
-        let (mut events, mut last_at, mut open) = (0, Instant::now(), true);
+        let (mut events, mut last_at) = (0, Instant::now());
         let gaps_before = self.gaps;
-        while self.newest < *last.borrow_and_update() {
-            tokio::select! {
-                message = self.next() => if let LiteMessage::Event(_) = message? {
-                    events += 1;
-                    last_at = Instant::now();
-                },
-                // A dropped sender leaves the target as it is.
-                changed = last.changed(), if open => open = changed.is_ok(),
-            }
-        }
+        self.each_event_until(last, |_, arrived| {
+            events += 1;
+            last_at = arrived;
+            Ok(())
+        })
+        .await?;
         Ok(Received {
             events,
             last_at,
@@ -184,23 +180,38 @@ impl Subscription {
     /// send (in `sent_at`) it arrived.
     pub(crate) async fn latencies_until(
         &mut self,
-        mut last: watch::Receiver<u64>,
+        last: watch::Receiver<u64>,
         sent_at: SentAt,
     ) -> Result<Latencies, BenchError> {
         let mut latencies = Latencies::with_capacity(16_384);
+        self.each_event_until(last, |event, arrived| {
+            let sent = lock(&sent_at).get(&event.event_id).copied();
+            let sent = sent.ok_or_else(|| BenchError::Setup("an event nobody sent".into()))?;
+            latencies.record(arrived - sent);
+            Ok(())
+        })
+        .await?;
+        Ok(latencies)
+    }
+
+    /// Hands every event, with when it arrived, to `each` until one has a sequence of at least
+    /// `last`, which may be set while this runs.
+    async fn each_event_until(
+        &mut self,
+        mut last: watch::Receiver<u64>,
+        mut each: impl FnMut(&LiteEvent, Instant) -> Result<(), BenchError>,
+    ) -> Result<(), BenchError> {
         let mut open = true;
         while self.newest < *last.borrow_and_update() {
             tokio::select! {
                 message = self.next() => if let LiteMessage::Event(event) = message? {
-                    let arrived = Instant::now();
-                    let sent = lock(&sent_at).get(&event.event_id).copied();
-                    let sent = sent.ok_or_else(|| BenchError::Setup("an event nobody sent".into()))?;
-                    latencies.record(arrived - sent);
+                    each(&event, Instant::now())?;
                 },
+                // A dropped sender leaves the target as it is.
                 changed = last.changed(), if open => open = changed.is_ok(),
             }
         }
-        Ok(latencies)
+        Ok(())
     }
 
     /// The next message; an error if the stream ends or stays silent for a minute.
