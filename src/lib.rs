@@ -10,7 +10,6 @@ pub mod clerk;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod consumer;
 pub mod ingress;
 pub mod log;
 pub mod proto;

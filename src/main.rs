@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use clerk_bridge::{
     Config, Listeners, RunError,
-    config::{Cli, Command, EXIT_BAD_CONFIG},
+    cli::{Cli, Command, UsageError},
+    config::EXIT_BAD_CONFIG,
     log::OpenError,
     run, shutdown, telemetry,
 };
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
         Command::Trigger(args) => return run_client(clerk_bridge::cli::trigger::run(args)),
         Command::Tail(args) => return run_client(clerk_bridge::cli::tail::run(args)),
     };
-    let config = match Config::try_from_args(&args) {
+    let config = match args.to_config() {
         Ok(config) => config,
         Err(e) => return usage_error(&e.to_string()),
     };
@@ -55,7 +56,7 @@ fn run_client(command: impl std::future::Future<Output = anyhow::Result<()>>) ->
     };
     match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => match e.downcast_ref::<clerk_bridge::cli::UsageError>() {
+        Err(e) => match e.downcast_ref::<UsageError>() {
             Some(usage) => usage_error(&usage.0),
             None => failure(&client_error(&e)),
         },

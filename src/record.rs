@@ -12,7 +12,11 @@ use prost::{
     encoding::{DecodeContext, decode_key, skip_field},
 };
 
-use crate::{clerk, log::StoredEvent, proto::Event};
+use crate::{
+    clerk,
+    log::{NewRecord, StoredEvent},
+    proto::Event,
+};
 
 /// Field number of `Event.sequence`, which records leave out.
 const SEQUENCE_FIELD: u32 = 1;
@@ -35,6 +39,18 @@ pub struct CorruptRecord {
 /// Encodes `event` for the log. Its `sequence` is assigned by the log, so it is not stored.
 pub fn encode(event: &Event) -> Vec<u8> {
     event.encode_to_vec()
+}
+
+/// The log row of `event`, received at `received_at_ms`: keyed by its `event_id`, encoded with
+/// this [`CODEC_VERSION`].
+pub fn new_record(event: &Event, received_at_ms: i64) -> NewRecord {
+    NewRecord {
+        event_id: event.event_id.clone(),
+        event_type: event.r#type.clone(),
+        received_at_ms,
+        codec_version: CODEC_VERSION,
+        event: encode(event),
+    }
 }
 
 /// Decodes a stored record into the event a subscriber receives.

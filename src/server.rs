@@ -3,8 +3,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{
     service::interceptor::InterceptedService,
     transport::{Server, server::TcpIncoming},
@@ -18,16 +20,15 @@ use crate::{
     access::{self, TlsError, TokenCheck},
     clock::now_ms,
     config::{Config, SecretSource},
-    consumer::Consumers,
     ingress::{
-        self, HttpLimits, Ingress,
+        self, HttpLimits, Ingress, MetricsPage,
         secrets::{SigningSecrets, parse_secret_file},
         verify::Verifier,
     },
     log::{Log, OpenError, retention::Policy},
     proto::{FILE_DESCRIPTOR_SET, event_stream_server::EventStreamServer},
-    subscription::EventStreamService,
-    telemetry::metrics::Metrics,
+    subscription::{Consumers, EventStreamService},
+    telemetry::metrics::{Metrics, StateReading},
     watched_file::WatchedFile,
 };
 
@@ -39,9 +40,9 @@ const GRPC_KEEPALIVE: Duration = Duration::from_secs(30);
 /// The two listeners, bound by the caller (port 0 in tests).
 #[derive(Debug)]
 pub struct Listeners {
-    /// For webhooks.
+    /// The public webhook listener (HTTP/1.1).
     pub http: TcpListener,
-    /// For the gRPC event stream.
+    /// The pod-local gRPC listener (event stream, health, reflection).
     pub grpc: TcpListener,
 }
 
@@ -84,11 +85,12 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let (log, consumers) = open_log(&config).await?;
     let metrics = Arc::new(Metrics::new());
+    let tasks = TaskTracker::new();
     let ingress = Arc::new(Ingress::new(
-        signing_secrets(&config, &shutdown)?,
+        signing_secrets(&config, &shutdown, &tasks)?,
         log.clone(),
-        consumers.clone(),
         metrics.clone(),
+        metrics_page(&metrics, &log, &consumers),
         config.webhook_path.clone(),
         config.max_body_bytes,
     ));
@@ -98,38 +100,48 @@ pub async fn run(
         .await;
 
     let streams = CancellationToken::new();
-    let http = tokio::spawn(ingress::serve(
-        listeners.http,
-        ingress.clone(),
-        HttpLimits {
-            max_connections: config.max_connections,
-            header_read_timeout: config.header_read_timeout,
-        },
-        shutdown.clone(),
-        config.shutdown_grace,
-    ));
+    let http = tasks.spawn(
+        ingress::serve(
+            listeners.http,
+            ingress.clone(),
+            HttpLimits {
+                max_connections: config.max_connections,
+                header_read_timeout: config.header_read_timeout,
+            },
+            shutdown.clone(),
+            config.shutdown_grace,
+        )
+        .instrument(tracing::info_span!("http")),
+    );
     let events = EventStreamService::new(
         log.clone(),
         consumers,
         streams.clone(),
         config.heartbeat_interval,
         metrics,
+        tasks.clone(),
     );
-    let grpc = grpc_server(&config, &shutdown)?;
-    let grpc = tokio::spawn(serve_grpc(
-        grpc,
-        listeners.grpc,
-        events,
-        health_service,
-        streams.clone(),
-    ));
+    let grpc = grpc_server(&config, &shutdown, &tasks)?;
+    let grpc = tasks.spawn(
+        serve_grpc(
+            grpc,
+            listeners.grpc,
+            events,
+            health_service,
+            streams.clone(),
+        )
+        .instrument(tracing::info_span!("grpc")),
+    );
     if config.retention.is_active() {
-        tokio::spawn(enforce_retention(
-            log.clone(),
-            config.retention,
-            config.retention_interval,
-            shutdown.clone(),
-        ));
+        tasks.spawn(
+            enforce_retention(
+                log.clone(),
+                config.retention,
+                config.retention_interval,
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("retention")),
+        );
     }
     tracing::info!("clerk-bridge ready");
 
@@ -137,8 +149,7 @@ pub async fn run(
     tracing::info!("Shutting down");
     mark_not_serving(&health, &ingress).await;
     streams.cancel();
-    let drained =
-        tokio::time::timeout(config.shutdown_grace, async { (http.await, grpc.await) }).await;
+    let drained = drain(http, grpc, &tasks, config.shutdown_grace).await;
     let log_closed = tokio::task::spawn_blocking(move || log.close());
     if tokio::time::timeout(config.shutdown_grace, log_closed)
         .await
@@ -146,48 +157,105 @@ pub async fn run(
     {
         tracing::error!("Log did not close within the grace period");
     }
-    match drained {
-        Ok((http, grpc)) => {
-            http?;
-            grpc??;
-        }
-        Err(_) => tracing::warn!("Servers did not drain within the grace period"),
-    }
+    drained?;
     tracing::info!("Stopped");
     Ok(())
+}
+
+/// Waits, within `grace`, for both servers to drain and then for every other task (streams saying
+/// goodbye, watchers, retention) to end; each was told to stop by the shutdown tokens. A server's
+/// error is returned; running out of time is only logged, since the log still closes after it.
+async fn drain(
+    http: JoinHandle<()>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    tasks: &TaskTracker,
+    grace: Duration,
+) -> Result<(), RunError> {
+    tasks.close();
+    let deadline = tokio::time::Instant::now() + grace;
+    let (http, grpc) =
+        match tokio::time::timeout_at(deadline, async { (http.await, grpc.await) }).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                tracing::warn!("Servers did not drain within the grace period");
+                return Ok(());
+            }
+        };
+    if tokio::time::timeout_at(deadline, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tasks = tasks.len(),
+            "Background tasks still running after the grace period"
+        );
+    }
+    http?;
+    grpc??;
+    Ok(())
+}
+
+/// The `/metrics` page: counters from `metrics`, gauges read from the log and the consumers at
+/// each scrape.
+fn metrics_page(metrics: &Arc<Metrics>, log: &Arc<Log>, consumers: &Arc<Consumers>) -> MetricsPage {
+    let (metrics, log, consumers) = (metrics.clone(), log.clone(), consumers.clone());
+    MetricsPage(Box::new(move || {
+        metrics.render(state_reading(&log, &consumers))
+    }))
+}
+
+/// What the state gauges show now.
+fn state_reading(log: &Log, consumers: &Consumers) -> StateReading {
+    let positions = log.positions();
+    let consumer_lags = consumers
+        .list()
+        .into_iter()
+        .map(|c| {
+            let lag = positions.head.saturating_sub(c.stored.committed);
+            (c.stored.name, lag)
+        })
+        .collect();
+    StateReading {
+        head: positions.head,
+        first_retained: positions.first_retained,
+        consumer_lags,
+    }
 }
 
 /// The signing secrets; a secret file is also watched for changes until shutdown.
 fn signing_secrets(
     config: &Config,
     shutdown: &CancellationToken,
+    tasks: &TaskTracker,
 ) -> Result<SigningSecrets, RunError> {
     match &config.signing_secrets {
         SecretSource::Inline(secrets) => Ok(SigningSecrets::Fixed(Verifier::new(secrets))),
         SecretSource::File(path) => {
-            let file = watch_file(path, parse_secret_file, config, shutdown).map_err(|reason| {
-                RunError::File {
-                    flag: "signing-secret-file",
-                    reason,
-                }
-            })?;
+            let file =
+                watch_file(path, parse_secret_file, config, shutdown, tasks).map_err(|reason| {
+                    RunError::File {
+                        flag: "signing-secret-file",
+                        reason,
+                    }
+                })?;
             Ok(SigningSecrets::File(file))
         }
     }
 }
 
-/// Loads `path` and spawns its watcher.
+/// Loads `path` and spawns its watcher, which stops at shutdown.
 fn watch_file<T: Send + Sync + 'static>(
     path: &std::path::Path,
     parse: crate::watched_file::Parse<T>,
     config: &Config,
     shutdown: &CancellationToken,
+    tasks: &TaskTracker,
 ) -> Result<Arc<WatchedFile<T>>, String> {
     let file = Arc::new(WatchedFile::load(path, parse)?);
-    tokio::spawn(
-        file.clone()
-            .watch(config.file_watch_interval, shutdown.clone()),
-    );
+    let watcher = file
+        .clone()
+        .watch(config.file_watch_interval, shutdown.clone());
+    tasks.spawn(watcher.instrument(tracing::info_span!("watch", file = %path.display())));
     Ok(file)
 }
 
@@ -195,6 +263,7 @@ fn watch_file<T: Send + Sync + 'static>(
 fn grpc_server(
     config: &Config,
     shutdown: &CancellationToken,
+    tasks: &TaskTracker,
 ) -> Result<(Server, TokenCheck), RunError> {
     let mut server = Server::builder()
         .tcp_nodelay(true)
@@ -204,7 +273,7 @@ fn grpc_server(
     }
     let token = match &config.grpc_access.token_file {
         Some(path) => Some(
-            watch_file(path, access::parse_token, config, shutdown).map_err(|reason| {
+            watch_file(path, access::parse_token, config, shutdown, tasks).map_err(|reason| {
                 RunError::File {
                     flag: "grpc-token-file",
                     reason,

@@ -22,6 +22,8 @@ use prost_types::{ListValue, Struct, Timestamp, value::Kind};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use crate::clock::timestamp_from_millis;
+
 /// A JSON object, as `serde_json` parses it.
 pub(crate) type Object = Map<String, Value>;
 
@@ -39,12 +41,6 @@ pub(crate) const MAX_STRUCT_DEPTH: usize = 24;
 /// and is converted [`MAX_STRUCT_DEPTH`] levels further), and below serde_json's own limit of 128,
 /// past which it would refuse the whole body.
 pub(crate) const MAX_PARSE_DEPTH: usize = 64;
-
-/// Smallest `Timestamp.seconds` protobuf allows: 0001-01-01T00:00:00Z.
-const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
-
-/// Largest `Timestamp.seconds` protobuf allows: 9999-12-31T23:59:59Z.
-const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
 
 /// The string at `key`, or `None` when it is missing, `null` or not a string.
 pub(crate) fn opt_string(obj: &Object, key: &str) -> Option<String> {
@@ -80,20 +76,6 @@ pub(crate) fn opt_i64(obj: &Object, key: &str) -> Option<i64> {
 /// See [`timestamp_from_millis`] for the range rules.
 pub(crate) fn timestamp_ms(obj: &Object, key: &str) -> Option<Timestamp> {
     opt_i64(obj, key).and_then(timestamp_from_millis)
-}
-
-/// Converts milliseconds since the Unix epoch (negative = before it) into a `Timestamp`.
-///
-/// Returns `None` when the instant lies outside protobuf's `Timestamp` range (years 1 to 9999).
-/// Euclidean division keeps `nanos` in `0..1_000_000_000` for negative inputs.
-pub(crate) fn timestamp_from_millis(millis: i64) -> Option<Timestamp> {
-    let seconds = millis.checked_div_euclid(1000)?;
-    if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&seconds) {
-        return None;
-    }
-    let sub_millis = millis.checked_rem_euclid(1000)?;
-    let nanos = i32::try_from(sub_millis).ok()?.checked_mul(1_000_000)?;
-    Some(Timestamp { seconds, nanos })
 }
 
 /// The number at `key` as an `f64`, or `None` when it is missing, `null` or not a number.
@@ -353,37 +335,6 @@ mod tests {
         for key in ["big", "f", "whole", "s", "null", "missing"] {
             assert_eq!(opt_i64(&obj, key), None, "{key}");
         }
-    }
-
-    #[test]
-    fn millis_become_timestamps() {
-        let ts = |seconds, nanos| Some(Timestamp { seconds, nanos });
-        assert_eq!(timestamp_from_millis(0), ts(0, 0));
-        assert_eq!(
-            timestamp_from_millis(1_716_883_200_123),
-            ts(1_716_883_200, 123_000_000)
-        );
-        assert_eq!(timestamp_from_millis(-1), ts(-1, 999_000_000));
-        assert_eq!(timestamp_from_millis(-1000), ts(-1, 0));
-        assert_eq!(timestamp_from_millis(-1001), ts(-2, 999_000_000));
-    }
-
-    #[test]
-    fn out_of_range_millis_are_absent() {
-        assert_eq!(timestamp_from_millis(i64::MAX), None);
-        assert_eq!(timestamp_from_millis(i64::MIN), None);
-        assert_eq!(
-            timestamp_from_millis((MAX_TIMESTAMP_SECONDS + 1) * 1000),
-            None
-        );
-        assert_eq!(
-            timestamp_from_millis((MIN_TIMESTAMP_SECONDS - 1) * 1000),
-            None
-        );
-        let last = timestamp_from_millis(MAX_TIMESTAMP_SECONDS * 1000 + 999);
-        assert_eq!(last.map(|t| t.seconds), Some(MAX_TIMESTAMP_SECONDS));
-        let first = timestamp_from_millis(MIN_TIMESTAMP_SECONDS * 1000);
-        assert_eq!(first.map(|t| t.seconds), Some(MIN_TIMESTAMP_SECONDS));
     }
 
     #[test]

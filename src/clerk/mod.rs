@@ -36,11 +36,12 @@ mod session;
 mod user;
 mod waitlist;
 
-pub(crate) use json::timestamp_from_millis;
-
 use serde_json::Value;
 
-use crate::proto::{Event, HttpRequest, event::Payload};
+use crate::{
+    clock::timestamp_from_millis,
+    proto::{Event, HttpRequest, event::Payload},
+};
 use json::{Object, opt_i64, opt_object, opt_string, string_or_empty};
 
 /// Envelope timestamps below this are Unix seconds; from it on, milliseconds (10^12 ms is 2001-09-09,

@@ -1,19 +1,59 @@
 //! `clerk-bridge consumers list|reset|delete`: administration of named durable consumers.
 
-use crate::{
-    config::{ConsumersAction, ConsumersArgs},
-    proto::{
-        ConsumerInfo, DeleteConsumerRequest, ListConsumersRequest, ResetConsumerRequest,
-        StartPosition, event_stream_client::EventStreamClient,
-    },
+use clap::{Args, Subcommand};
+
+use super::GrpcClientArgs;
+use crate::proto::{
+    ConsumerInfo, DeleteConsumerRequest, ListConsumersRequest, ResetConsumerRequest, StartPosition,
+    event_stream_client::EventStreamClient,
 };
+
+/// Flags of `clerk-bridge consumers`.
+#[derive(Debug, Args)]
+pub struct ConsumersArgs {
+    /// Where the bridge is.
+    #[command(flatten)]
+    pub bridge: GrpcClientArgs,
+    /// The action to run.
+    #[command(subcommand)]
+    pub action: ConsumersAction,
+}
+
+/// `clerk-bridge consumers` actions.
+#[derive(Debug, Subcommand)]
+pub enum ConsumersAction {
+    /// Show every consumer with its committed sequence and lag.
+    List,
+    /// Move a consumer (its stream must be closed).
+    Reset {
+        /// The consumer's name.
+        name: String,
+        /// `earliest`, `latest`, or a sequence to resume after.
+        #[arg(long, value_parser = parse_target)]
+        to: ResetTarget,
+    },
+    /// Forget a consumer and its position (its stream must be closed).
+    Delete {
+        /// The consumer's name.
+        name: String,
+    },
+}
+
+/// Where `consumers reset --to` moves a consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetTarget {
+    /// Earliest, latest, or after a sequence.
+    pub position: StartPosition,
+    /// The sequence, for [`StartPosition::AfterSequence`].
+    pub after_sequence: u64,
+}
 
 /// Runs one `consumers` action and prints its result to stdout.
 ///
 /// # Errors
 /// When the bridge cannot be reached or refuses the request (the gRPC status message says why).
 pub async fn run(args: ConsumersArgs) -> anyhow::Result<()> {
-    let mut client = EventStreamClient::new(super::connect(&args.grpc_addr).await?);
+    let mut client = EventStreamClient::new(args.bridge.connect().await?);
     match args.action {
         ConsumersAction::List => {
             let list = client
@@ -23,11 +63,10 @@ pub async fn run(args: ConsumersArgs) -> anyhow::Result<()> {
             print!("{}", table(&list.consumers));
         }
         ConsumersAction::Reset { name, to } => {
-            let (position, after_sequence) = parse_target(&to)?;
             let request = ResetConsumerRequest {
                 consumer: name.clone(),
-                position: position.into(),
-                after_sequence,
+                position: to.position.into(),
+                after_sequence: to.after_sequence,
             };
             let reset = client.reset_consumer(request).await?.into_inner();
             println!(
@@ -48,17 +87,19 @@ pub async fn run(args: ConsumersArgs) -> anyhow::Result<()> {
 }
 
 /// `earliest`, `latest` or a sequence number.
-fn parse_target(to: &str) -> anyhow::Result<(StartPosition, u64)> {
-    match to {
-        "earliest" => Ok((StartPosition::Earliest, 0)),
-        "latest" => Ok((StartPosition::Latest, 0)),
+fn parse_target(to: &str) -> Result<ResetTarget, String> {
+    let (position, after_sequence) = match to {
+        "earliest" => (StartPosition::Earliest, 0),
+        "latest" => (StartPosition::Latest, 0),
         n => n
             .parse()
             .map(|seq| (StartPosition::AfterSequence, seq))
-            .map_err(|_| {
-                anyhow::anyhow!("invalid --to {to:?}: expected earliest, latest or a sequence")
-            }),
-    }
+            .map_err(|_| "expected earliest, latest or a sequence".to_owned())?,
+    };
+    Ok(ResetTarget {
+        position,
+        after_sequence,
+    })
 }
 
 /// One line per consumer under a header.
@@ -82,21 +123,21 @@ mod tests {
 
     #[test]
     fn targets_parse() {
+        let target = |position, after_sequence| ResetTarget {
+            position,
+            after_sequence,
+        };
         assert_eq!(
-            parse_target("earliest").unwrap(),
-            (StartPosition::Earliest, 0)
+            parse_target("earliest"),
+            Ok(target(StartPosition::Earliest, 0))
         );
-        assert_eq!(parse_target("latest").unwrap(), (StartPosition::Latest, 0));
+        assert_eq!(parse_target("latest"), Ok(target(StartPosition::Latest, 0)));
         assert_eq!(
-            parse_target("42").unwrap(),
-            (StartPosition::AfterSequence, 42)
+            parse_target("42"),
+            Ok(target(StartPosition::AfterSequence, 42))
         );
-        assert!(
-            parse_target("soon")
-                .unwrap_err()
-                .to_string()
-                .contains("--to")
-        );
+        assert!(parse_target("soon").is_err());
+        assert!(parse_target("-1").is_err());
     }
 
     #[test]

@@ -1,36 +1,78 @@
-//! Client subcommands: `consumers` and `tail` talk to a running bridge over gRPC, `trigger` posts
-//! signed webhooks to it.
+//! The command line: `serve` runs the sidecar; `consumers` and `tail` talk to a running bridge over
+//! gRPC; `trigger` posts signed webhooks to it.
+//!
+//! Every flag is typed by a parser in [`values`], so a bad value (from a flag or its environment
+//! variable) is a usage error: `main` prints one line naming the flag and exits with 64, as it does
+//! for a [`UsageError`] a subcommand finds later.
 
 pub mod consumers;
 pub mod samples;
+pub mod serve;
 pub mod tail;
 pub mod trigger;
+pub mod values;
 
+use clap::{Args, Parser, Subcommand};
 use tonic::transport::{Channel, Endpoint};
 
-/// Connects to the bridge's gRPC address (`host:port` or a full `http://` URL).
-///
-/// # Errors
-/// When the address is malformed or nothing answers there.
-pub async fn connect(grpc_addr: &str) -> anyhow::Result<Channel> {
-    let url = if grpc_addr.contains("://") {
-        grpc_addr.to_owned()
-    } else {
-        format!("http://{grpc_addr}")
-    };
-    let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| UsageError(format!("invalid --grpc-addr {grpc_addr:?}: {e}")))?;
-    endpoint.connect().await.map_err(|e| {
-        // tonic's own message is only "transport error": the cause is further down the chain.
-        let cause = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-            .last()
-            .map_or_else(|| e.to_string(), ToString::to_string);
-        anyhow::anyhow!("cannot reach clerk-bridge at {url}: {cause}")
-    })
+/// clerk-bridge: verified Clerk webhooks in, a durable typed gRPC event stream out.
+#[derive(Debug, Parser)]
+#[command(name = "clerk-bridge", version, about)]
+pub struct Cli {
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-/// A mistake in a client subcommand's flags or input: `main` prints it on one line and exits with
-/// 64 (EX_USAGE), as for a bad `serve` flag.
+/// The subcommands: one server, three clients of a running bridge.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar: receive webhooks over HTTP, serve the event stream over gRPC.
+    Serve(Box<serve::ServeArgs>),
+    /// List, reset or delete the named durable consumers of a running bridge.
+    Consumers(consumers::ConsumersArgs),
+    /// Sign and post a Clerk event (a built-in sample or your own file) to a bridge, as Clerk would.
+    Trigger(trigger::TriggerArgs),
+    /// Follow a bridge's event stream: one line (or JSON object) per event.
+    Tail(tail::TailArgs),
+}
+
+/// How a client subcommand reaches the bridge's gRPC port; shared by every such subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GrpcClientArgs {
+    /// The bridge's gRPC address: `host:port`, or an `http://` / `https://` URL.
+    #[arg(
+        long = "grpc-addr",
+        env = "CLERK_BRIDGE_GRPC_ADDR",
+        default_value = "127.0.0.1:50051",
+        value_parser = values::grpc_endpoint,
+        global = true
+    )]
+    pub grpc_endpoint: Endpoint,
+}
+
+// === impl GrpcClientArgs ===
+
+impl GrpcClientArgs {
+    /// Connects to the bridge.
+    ///
+    /// # Errors
+    /// When nothing answers there; the message names the address and the innermost cause.
+    pub async fn connect(&self) -> anyhow::Result<Channel> {
+        let url = self.grpc_endpoint.uri().to_string();
+        self.grpc_endpoint.connect().await.map_err(|e| {
+            // tonic's own message is only "transport error": the cause is further down the chain.
+            let cause = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                .last()
+                .map_or_else(|| e.to_string(), ToString::to_string);
+            anyhow::anyhow!("cannot reach clerk-bridge at {url}: {cause}")
+        })
+    }
+}
+
+/// A mistake in a client subcommand's input found after parsing (a file that is missing, an edit
+/// that does not apply): `main` prints it on one line and exits with 64 (EX_USAGE), as for a bad
+/// flag.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);

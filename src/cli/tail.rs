@@ -15,7 +15,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use tonic::{Code, Status, transport::Channel};
 
-use super::UsageError;
+use super::{GrpcClientArgs, UsageError};
 use crate::proto::{
     Event, StartPosition, SubscribeRequest, event_stream_client::EventStreamClient,
     subscribe_response::Message,
@@ -37,13 +37,9 @@ const SUMMARY_CHARS: usize = 80;
   clerk-bridge tail --types 'user.*,organizationMembership.*'
   clerk-bridge tail --from 1 --no-follow --json | jq .payload.data.id")]
 pub struct TailArgs {
-    /// The bridge's gRPC address.
-    #[arg(
-        long,
-        env = "CLERK_BRIDGE_GRPC_ADDR",
-        default_value = "127.0.0.1:50051"
-    )]
-    pub grpc_addr: String,
+    /// Where the bridge is.
+    #[command(flatten)]
+    pub bridge: GrpcClientArgs,
     /// Only these event types: exact names (`user.created`) or prefix globs (`user.*`); repeatable
     /// or comma-separated.
     #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
@@ -77,7 +73,7 @@ enum Ended {
 /// When the bridge cannot be reached at first, or refuses the request (a bad pattern, a start
 /// outside the log).
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
-    let mut client = EventStreamClient::new(super::connect(&args.grpc_addr).await?);
+    let mut client = EventStreamClient::new(args.bridge.connect().await?);
     let mut after = start_after(&mut client, &args).await.map_err(refused)?;
     let mut backoff = INITIAL_BACKOFF;
     let mut announced = false;

@@ -19,7 +19,7 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
-pub use routes::Ingress;
+pub use routes::{Ingress, MetricsPage};
 
 /// Longest pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -91,3 +91,6 @@ pub async fn serve(
         tracing::warn!("HTTP connections still open after the grace period; closing them");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,6 @@ use std::sync::{
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use super::{
     response::{Body, Rejection, json},
@@ -17,12 +16,19 @@ use super::{
 };
 use crate::{
     clerk,
-    clock::now_ms,
-    consumer::Consumers,
-    log::{Appended, Log, NewRecord},
+    clock::{now_ms, timestamp_from_millis},
+    log::{Appended, Log},
     record,
     telemetry::metrics::{self, Metrics, RejectReason, WebhookResult},
 };
+
+/// A request body the router can read: hyper's `Incoming` in the server, any byte body in tests.
+pub trait RequestBody: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> {}
+
+impl<B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>>> RequestBody for B {}
+
+/// The error type a request body may fail with.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Liveness route: answers 200 while the process serves HTTP.
 const HEALTHZ: &str = "/healthz";
@@ -31,6 +37,16 @@ const READYZ: &str = "/readyz";
 /// Prometheus metrics.
 const METRICS: &str = "/metrics";
 
+/// Renders the metrics page; built by the wiring ([`crate::server`]), which knows where the state
+/// gauges come from, so ingress needs neither the consumers nor telemetry's view of the log.
+pub struct MetricsPage(pub Box<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for MetricsPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsPage")
+    }
+}
+
 /// State shared by every HTTP request.
 #[derive(Debug)]
 pub struct Ingress {
@@ -38,10 +54,10 @@ pub struct Ingress {
     secrets: SigningSecrets,
     /// Where verified events go.
     log: Arc<Log>,
-    /// Named consumers, for their lag on the metrics page.
-    consumers: Arc<Consumers>,
     /// Counters and histograms.
     metrics: Arc<Metrics>,
+    /// Renders `/metrics`, with the state gauges read at that moment.
+    metrics_page: MetricsPage,
     /// Path of the webhook route.
     webhook_path: String,
     /// Largest body accepted.
@@ -57,16 +73,16 @@ impl Ingress {
     pub fn new(
         secrets: SigningSecrets,
         log: Arc<Log>,
-        consumers: Arc<Consumers>,
         metrics: Arc<Metrics>,
+        metrics_page: MetricsPage,
         webhook_path: String,
         max_body_bytes: usize,
     ) -> Self {
         Ingress {
             secrets,
             log,
-            consumers,
             metrics,
+            metrics_page,
             webhook_path,
             max_body_bytes,
             ready: AtomicBool::new(true),
@@ -78,14 +94,15 @@ impl Ingress {
         self.ready.store(false, Ordering::SeqCst);
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    /// Answers one request. Generic over the body, so routing is tested without sockets; the
+    /// server passes hyper's `Incoming`.
+    pub async fn handle<B: RequestBody>(&self, req: Request<B>) -> Response<Body> {
         self.route(req)
             .await
             .unwrap_or_else(Rejection::into_response)
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, Rejection> {
+    async fn route<B: RequestBody>(&self, req: Request<B>) -> Result<Response<Body>, Rejection> {
         let path = req.uri().path();
         let is_get = matches!(*req.method(), Method::GET | Method::HEAD);
         if path == self.webhook_path {
@@ -110,7 +127,10 @@ impl Ingress {
     }
 
     #[tracing::instrument(skip_all, fields(svix_id, event_type))]
-    async fn receive_webhook(&self, req: Request<Incoming>) -> Result<Appended, Rejection> {
+    async fn receive_webhook<B: RequestBody>(
+        &self,
+        req: Request<B>,
+    ) -> Result<Appended, Rejection> {
         if !self.ready.load(Ordering::SeqCst) {
             return Err(Rejection::NotReady);
         }
@@ -137,7 +157,7 @@ impl Ingress {
     }
 
     fn metrics_page(&self) -> Response<Body> {
-        let page = self.metrics.render(&self.log, &self.consumers);
+        let page = (self.metrics_page.0)();
         let mut response = Response::new(Body::new(Bytes::from(page)));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -147,10 +167,10 @@ impl Ingress {
     }
 
     /// Reads the body, refusing (413) anything over the cap without reading past it.
-    async fn read_body(
+    async fn read_body<B: RequestBody>(
         &self,
         headers: &http::HeaderMap,
-        body: Incoming,
+        body: B,
     ) -> Result<Bytes, Rejection> {
         let declared = headers
             .get(header::CONTENT_LENGTH)
@@ -172,16 +192,12 @@ impl Ingress {
         tracing::Span::current().record("event_type", event.r#type.as_str());
         let received_at_ms = now_ms();
         event.event_id = webhook.message_id().to_owned();
-        event.received_at = clerk::timestamp_from_millis(received_at_ms);
-        let record = NewRecord {
-            event_id: event.event_id.clone(),
-            event_type: event.r#type.clone(),
-            received_at_ms,
-            codec_version: record::CODEC_VERSION,
-            event: record::encode(&event),
-        };
+        event.received_at = timestamp_from_millis(received_at_ms);
         let started = std::time::Instant::now();
-        let appended = self.log.append(record).await;
+        let appended = self
+            .log
+            .append(record::new_record(&event, received_at_ms))
+            .await;
         self.metrics
             .append_duration(started.elapsed().as_secs_f64());
         appended.map_err(|error| {

@@ -1,6 +1,7 @@
 //! The gRPC `clerk.bridge.v1.EventStream` service: subscriptions (each served by a stream task, see
 //! [`stream`]) and the administration of named consumers (commit, list, reset, delete).
 
+pub mod consumers;
 mod filter;
 mod position;
 mod stream;
@@ -15,17 +16,18 @@ use std::{
 
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+pub use consumers::Consumers;
+use consumers::{ConsumerError, ConsumerSummary};
 pub use filter::{InvalidFilter, TypeFilter};
 use position::Consumer;
 use stream::{Item, StreamTask, Window};
 
 use crate::{
-    clerk::timestamp_from_millis,
-    consumer::{ConsumerError, ConsumerSummary, Consumers},
+    clock::timestamp_from_millis,
     log::Log,
     proto::{
         CommitRequest, CommitResponse, ConsumerInfo, DeleteConsumerRequest, DeleteConsumerResponse,
@@ -45,7 +47,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
 pub struct EventStreamService {
     /// The log streams read from.
     log: Arc<Log>,
-    /// Named consumers.
+    /// Named consumers: positions and one-stream leases.
     consumers: Arc<Consumers>,
     /// Cancelled at shutdown: every stream then ends with UNAVAILABLE.
     shutdown: CancellationToken,
@@ -53,18 +55,21 @@ pub struct EventStreamService {
     heartbeat: Duration,
     /// Where streams count what they deliver.
     metrics: Arc<Metrics>,
+    /// The stream tasks, so that shutdown can wait for each to say goodbye.
+    tasks: TaskTracker,
 }
 
 // === impl EventStreamService ===
 
 impl EventStreamService {
-    /// A service streaming from `log` until `shutdown`.
+    /// A service streaming from `log` until `shutdown`, its stream tasks spawned on `tasks`.
     pub fn new(
         log: Arc<Log>,
         consumers: Arc<Consumers>,
         shutdown: CancellationToken,
         heartbeat: Duration,
         metrics: Arc<Metrics>,
+        tasks: TaskTracker,
     ) -> Self {
         EventStreamService {
             log,
@@ -72,6 +77,7 @@ impl EventStreamService {
             shutdown,
             heartbeat,
             metrics,
+            tasks,
         }
     }
 
@@ -165,7 +171,7 @@ impl EventStream for EventStreamService {
         let span = tracing::info_span!("subscription", consumer = %req.consumer);
         let (task, rx) = self.start(req).instrument(span.clone()).await?;
         tracing::debug!(parent: &span, after = task.cursor, "Subscription started");
-        tokio::spawn(task.run().instrument(span));
+        self.tasks.spawn(task.run().instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

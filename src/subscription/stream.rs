@@ -23,11 +23,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::{
+    consumers::Lease,
     filter::TypeFilter,
     wire::{Content, EncodedEvent, SubscribeResponse},
 };
 use crate::{
-    consumer::Lease,
     log::{Log, LogReader, Positions, StoredEvent},
     proto::{CaughtUp, Heartbeat, StreamStart},
     record,

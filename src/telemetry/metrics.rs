@@ -18,8 +18,6 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{consumer::Consumers, log::Log};
-
 /// `Content-Type` of the metrics page (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
@@ -60,7 +58,7 @@ pub enum RejectReason {
 }
 
 impl WebhookResult {
-    /// The label value.
+    /// The Prometheus label value (snake_case, stable across releases).
     pub fn as_str(self) -> &'static str {
         match self {
             WebhookResult::Accepted => "accepted",
@@ -71,7 +69,7 @@ impl WebhookResult {
 }
 
 impl RejectReason {
-    /// The label value.
+    /// The Prometheus label value (snake_case, stable across releases).
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::None => "none",
@@ -111,6 +109,17 @@ struct WebhookLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConsumerLabels {
     consumer: String,
+}
+
+/// The state the gauges mirror, read when the page is scraped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateReading {
+    /// Highest stored sequence.
+    pub head: u64,
+    /// Lowest retained sequence.
+    pub first_retained: u64,
+    /// Each named consumer with the number of events stored after its committed sequence.
+    pub consumer_lags: Vec<(String, u64)>,
 }
 
 /// Every metric of the bridge.
@@ -219,18 +228,15 @@ impl Metrics {
         self.delivered.inc_by(n);
     }
 
-    /// The metrics page: state gauges are read from `log` and `consumers` now.
-    pub fn render(&self, log: &Log, consumers: &Consumers) -> String {
-        let positions = log.positions();
-        self.head.set(positions.head);
-        self.first_retained.set(positions.first_retained);
+    /// The metrics page, with the state gauges set from `state` (read by the caller just now).
+    pub fn render(&self, state: StateReading) -> String {
+        self.head.set(state.head);
+        self.first_retained.set(state.first_retained);
         self.consumer_lag.clear();
-        for consumer in consumers.list() {
-            let lag = positions.head.saturating_sub(consumer.stored.committed);
-            let labels = ConsumerLabels {
-                consumer: consumer.stored.name,
-            };
-            self.consumer_lag.get_or_create(&labels).set(lag);
+        for (consumer, lag) in state.consumer_lags {
+            self.consumer_lag
+                .get_or_create(&ConsumerLabels { consumer })
+                .set(lag);
         }
         let mut page = String::new();
         // Writing to a String cannot fail.

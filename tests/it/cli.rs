@@ -333,3 +333,77 @@ async fn tail_refuses_bad_flags_and_an_absent_bridge() {
     let pattern = tail(&bridge, &["--types", "us*er.created", "--no-follow"]).await;
     assert_one_line_error(&pattern, EX_USAGE, "--types");
 }
+
+/// Every subcommand refuses a bad value (from a flag or its environment variable) the same way:
+/// exit 64, one line on stderr naming the flag, before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subcommand_refuses_a_bad_value_with_64_and_one_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["serve", "--http-addr", "nope"], "--http-addr"),
+        (&["serve", "--grpc-addr", "1.2.3.4"], "--grpc-addr"),
+        (&["serve", "--webhook-path", "hooks"], "--webhook-path"),
+        (&["serve", "--max-body-bytes", "0"], "--max-body-bytes"),
+        (
+            &["serve", "--max-connections", "18446744073709551615"],
+            "--max-connections",
+        ),
+        (
+            &["serve", "--heartbeat-interval", "soon"],
+            "--heartbeat-interval",
+        ),
+        (&["serve", "--shutdown-grace", "0s"], "--shutdown-grace"),
+        (
+            &["serve", "--retention-max-age", "forever"],
+            "--retention-max-age",
+        ),
+        (
+            &["serve", "--retention-max-bytes", "big"],
+            "--retention-max-bytes",
+        ),
+        (&["serve", "--log-format", "xml"], "--log-format"),
+        (&["consumers", "reset", "billing", "--to", "soon"], "--to"),
+        (
+            &["consumers", "list", "--grpc-addr", "not an address"],
+            "--grpc-addr",
+        ),
+        (
+            &["consumers", "--grpc-addr", "not an address", "delete", "x"],
+            "--grpc-addr",
+        ),
+        (&["consumers", "explode"], "explode"),
+        (&["trigger", "user.created", "--count", "0"], "--count"),
+        (
+            &["trigger", "user.created", "--concurrency", "999"],
+            "--concurrency",
+        ),
+        (&["trigger", "user.created", "--rate", "fast"], "--rate"),
+        (&["tail", "--from", "first"], "--from"),
+        (&["tail", "--last=-3"], "--last"),
+        (&["tail", "--grpc-addr", "not an address"], "--grpc-addr"),
+    ];
+    for (args, flag) in cases {
+        let output = run(args).await;
+        assert_one_line_error(&output, EX_USAGE, flag);
+        assert!(output.stdout.is_empty(), "{args:?}: {output:?}");
+    }
+}
+
+/// A bad value in a flag's environment variable is named by its flag too.
+#[tokio::test]
+async fn a_bad_environment_value_names_its_flag() {
+    let mut command = process::clerk_bridge(
+        &[
+            ("CLERK_WEBHOOK_SIGNING_SECRET", SECRET),
+            ("CLERK_BRIDGE_SHUTDOWN_GRACE", "eventually"),
+        ],
+        ["serve"],
+    );
+    command.stdout(Stdio::piped());
+    let output = within("clerk-bridge to exit", command.output())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(EX_USAGE), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--shutdown-grace"), "{stderr}");
+}

@@ -64,7 +64,7 @@ pub struct ConsumerSummary {
     pub active: bool,
 }
 
-/// The registry of named consumers.
+/// The registry of named consumers: the in-memory authority on positions and leases.
 #[derive(Debug)]
 pub struct Consumers {
     /// Where positions are persisted.
@@ -76,9 +76,9 @@ pub struct Consumers {
 /// The right to stream for one consumer; released on drop.
 #[derive(Debug)]
 pub struct Lease {
-    /// The registry.
+    /// The registry that granted the lease and takes it back on drop.
     consumers: Arc<Consumers>,
-    /// The consumer.
+    /// The consumer whose stream holds the lease.
     name: String,
     /// Its committed sequence, for flow control.
     committed: watch::Receiver<u64>,

@@ -1,0 +1,170 @@
+//! Value parsers for flags: clap calls them on flags and environment variables alike, so a bad value
+//! is a usage error (one line naming the flag, exit 64) before anything runs.
+//!
+//! Durations and sizes are read by maintained crates (`humantime`, `bytesize`); what they accept is
+//! a superset of the forms the docs show (`500ms`, `15s`, `7d`; `512MiB`, `2GB`).
+
+use std::{
+    net::{SocketAddr, ToSocketAddrs},
+    time::Duration,
+};
+
+use tonic::transport::Endpoint;
+
+/// Most HTTP connections `--max-connections` may ask for: far above what one process serves, and
+/// far below what would overflow a semaphore.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+
+/// A positive duration: `500ms`, `15s`, `2m`, `36h`, `7d`, `1h 30m`, or a bare number of seconds.
+///
+/// # Errors
+/// A message for clap when the value is not a positive duration.
+pub fn duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let parsed = match value.parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(value).map_err(|e| e.to_string()),
+    };
+    match parsed {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("expected a positive duration such as 500ms, 15s, 2m, 36h or 7d".to_owned()),
+        Err(e) => Err(format!(
+            "expected a duration such as 500ms, 15s, 2m, 36h or 7d ({e})"
+        )),
+    }
+}
+
+/// A positive size in bytes: `4096`, `512KiB`, `64MiB`, `2GiB` (`KB`, `MB`, `GB`: powers of 1000).
+///
+/// # Errors
+/// A message for clap when the value is not a positive size.
+pub fn byte_size(value: &str) -> Result<u64, String> {
+    match value.trim().parse::<bytesize::ByteSize>() {
+        Ok(size) if size.as_u64() > 0 => Ok(size.as_u64()),
+        _ => Err("expected a positive size such as 4096, 512MiB or 2GiB".to_owned()),
+    }
+}
+
+/// A positive whole number that fits in memory sizes (`usize`).
+///
+/// # Errors
+/// A message for clap when the value is not a positive whole number.
+pub fn positive(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("expected a positive whole number".to_owned()),
+    }
+}
+
+/// A connection cap: positive and at most [`MAX_CONNECTIONS_LIMIT`].
+///
+/// # Errors
+/// A message for clap when the value is out of range.
+pub fn connection_cap(value: &str) -> Result<usize, String> {
+    match positive(value) {
+        Ok(n) if n <= MAX_CONNECTIONS_LIMIT => Ok(n),
+        _ => Err(format!(
+            "expected a whole number from 1 to {MAX_CONNECTIONS_LIMIT}"
+        )),
+    }
+}
+
+/// `host:port`, where host is an IP address or a name that resolves (`localhost`).
+///
+/// # Errors
+/// A message for clap when the value is not an address.
+pub fn socket_addr(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    value
+        .to_socket_addrs()
+        .map_err(|e| format!("expected host:port ({e})"))?
+        .next()
+        .ok_or_else(|| "the host has no address".to_owned())
+}
+
+/// An absolute URL path without query, fragment or spaces, e.g. `/webhooks/clerk`.
+///
+/// # Errors
+/// A message for clap when the value is not such a path.
+pub fn url_path(value: &str) -> Result<String, String> {
+    if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
+        return Err("expected a path such as /webhooks/clerk".to_owned());
+    }
+    Ok(value.to_owned())
+}
+
+/// A bridge's gRPC address: `host:port`, or a full `http://` / `https://` URL.
+///
+/// # Errors
+/// A message for clap when the value is not a usable URL.
+pub fn grpc_endpoint(value: &str) -> Result<Endpoint, String> {
+    let url = if value.contains("://") {
+        value.to_owned()
+    } else {
+        format!("http://{value}")
+    };
+    Endpoint::from_shared(url).map_err(|e| format!("expected host:port or a URL ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        let cases = [
+            ("500ms", Duration::from_millis(500)),
+            ("2m", Duration::from_secs(120)),
+            ("3", Duration::from_secs(3)),
+            ("7d", Duration::from_secs(7 * 86_400)),
+            ("36h", Duration::from_secs(36 * 3600)),
+            ("1h 30m", Duration::from_secs(5400)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(duration(text), Ok(expected), "{text}");
+        }
+        for bad in ["0s", "0", "1y2", "soon", "", "-5s"] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_accept_units() {
+        assert_eq!(byte_size("512MiB"), Ok(512 << 20));
+        assert_eq!(byte_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(byte_size("4096"), Ok(4096));
+        assert_eq!(byte_size("1KiB"), Ok(1024));
+        for bad in ["lots", "0", "0MiB", "-1", ""] {
+            assert!(byte_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn counts_are_positive_and_bounded() {
+        assert_eq!(positive("3"), Ok(3));
+        assert!(positive("0").is_err());
+        assert!(positive("-1").is_err());
+        assert_eq!(connection_cap("1024"), Ok(1024));
+        assert!(connection_cap("18446744073709551615").is_err());
+        assert!(connection_cap(&(MAX_CONNECTIONS_LIMIT + 1).to_string()).is_err());
+    }
+
+    #[test]
+    fn addresses_paths_and_endpoints() {
+        assert_eq!(socket_addr("127.0.0.1:80"), Ok(([127, 0, 0, 1], 80).into()));
+        assert!(socket_addr("localhost:80").is_ok());
+        assert!(socket_addr("1.2.3.4").is_err());
+        assert_eq!(url_path("/hooks"), Ok("/hooks".to_owned()));
+        for bad in ["hooks", "/a?b", "/a b", "/a#b"] {
+            assert!(url_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            grpc_endpoint("127.0.0.1:50051").unwrap().uri().to_string(),
+            "http://127.0.0.1:50051/"
+        );
+        assert!(grpc_endpoint("https://bridge:443").is_ok());
+        assert!(grpc_endpoint("not an address").is_err());
+    }
+}
