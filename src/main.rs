@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::Consumers(args) => return run_client(clerk_bridge::cli::consumers::run(args)),
         Command::Trigger(args) => return run_client(clerk_bridge::cli::trigger::run(args)),
         Command::Tail(args) => return run_client(clerk_bridge::cli::tail::run(args)),
+        Command::Snapshot(args) => return run_client(clerk_bridge::cli::snapshot::run(args)),
     };
     let config = match args.to_config() {
         Ok(config) => config,

@@ -1,13 +1,15 @@
-//! The command line: `serve` runs the sidecar; `consumers` and `tail` talk to a running bridge over
-//! gRPC; `trigger` posts signed webhooks to it.
+//! The command line: `serve` runs the sidecar; `consumers`, `tail` and `snapshot` talk to a running
+//! bridge over gRPC; `trigger` posts signed webhooks to it.
 //!
 //! Every flag is typed by a parser in [`values`], so a bad value (from a flag or its environment
 //! variable) is a usage error: `main` prints one line naming the flag and exits with 64, as it does
 //! for a [`UsageError`] a subcommand finds later.
 
 pub mod consumers;
+mod lines;
 pub mod samples;
 pub mod serve;
+pub mod snapshot;
 pub mod tail;
 pub mod trigger;
 pub mod values;
@@ -35,6 +37,8 @@ pub enum Command {
     Trigger(trigger::TriggerArgs),
     /// Follow a bridge's event stream: one line (or JSON object) per event.
     Tail(tail::TailArgs),
+    /// Print a bridge's current state: the latest event of every object, then exit.
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 /// How a client subcommand reaches the bridge's gRPC port; shared by every such subcommand.
@@ -67,6 +71,17 @@ impl GrpcClientArgs {
                 .map_or_else(|| e.to_string(), ToString::to_string);
             anyhow::anyhow!("cannot reach clerk-bridge at {url}: {cause}")
         })
+    }
+}
+
+/// A subscription's refusal as an error: a pattern the bridge rejects (INVALID_ARGUMENT) is a bad
+/// `--types` flag, so a [`UsageError`] (exit 64); anything else stays the gRPC status.
+fn refused(status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        tonic::Code::InvalidArgument => {
+            UsageError(format!("invalid --types: {}", status.message())).into()
+        }
+        _ => status.into(),
     }
 }
 

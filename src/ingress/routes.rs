@@ -18,6 +18,7 @@ use crate::{
     clerk,
     clock::{now_ms, timestamp_from_millis},
     log::{Appended, Log},
+    proto::EventSource,
     record,
     telemetry::metrics::{self, Metrics, RejectReason, WebhookResult},
 };
@@ -193,6 +194,7 @@ impl Ingress {
         let received_at_ms = now_ms();
         event.event_id = webhook.message_id().to_owned();
         event.received_at = timestamp_from_millis(received_at_ms);
+        event.source = EventSource::Webhook.into();
         let started = std::time::Instant::now();
         let appended = self
             .log

@@ -43,6 +43,8 @@ pub(super) fn resolve(
         }
         (StartPosition::Earliest, _) => check_bounds(0, positions),
         (StartPosition::Latest, _) => Ok(positions.head),
+        // The snapshot's own sequence replaces this once the stream has read it.
+        (StartPosition::Snapshot, _) => Ok(positions.head),
     }
 }
 
