@@ -135,7 +135,7 @@ fn appends_after_close_are_refused() {
     let rt = runtime();
     assert!(matches!(
         rt.block_on(log.append(record("a"))),
-        Err(AppendError::Closed)
+        Err(WriteError::Closed)
     ));
 }
 
