@@ -1,4 +1,8 @@
+//! Tests of the log through its public handle; `model` checks it against an in-memory model.
+
 use super::*;
+
+mod model;
 
 fn record(id: &str) -> NewRecord {
     NewRecord {
