@@ -5,7 +5,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
 use super::verify::VerifyError;
-use crate::{clerk::DecodeError, log::AppendError, telemetry::metrics::RejectReason};
+use crate::{clerk::DecodeError, log::WriteError, telemetry::metrics::RejectReason};
 
 /// Seconds a client should wait before retrying when the log is busy or failing.
 const RETRY_AFTER_SECS: &str = "1";
@@ -29,7 +29,7 @@ pub(super) enum Rejection {
     /// Verified, but not a Clerk event.
     Undecodable(DecodeError),
     /// The log could not take the event; the sender should retry.
-    Unstored(AppendError),
+    Unstored(WriteError),
     /// The bridge is not ready (starting or shutting down).
     NotReady,
 }
@@ -91,11 +91,11 @@ impl Rejection {
 }
 
 /// A short reason that tells the sender to retry, without internal details.
-fn unstored_reason(error: &AppendError) -> &'static str {
+fn unstored_reason(error: &WriteError) -> &'static str {
     match error {
-        AppendError::Busy => "bridge busy, retry later",
-        AppendError::Closed => "bridge shutting down, retry later",
-        AppendError::Storage(_) => "event not stored, retry later",
+        WriteError::Busy => "bridge busy, retry later",
+        WriteError::Closed => "bridge shutting down, retry later",
+        WriteError::Storage(_) => "event not stored, retry later",
     }
 }
 

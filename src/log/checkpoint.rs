@@ -4,10 +4,10 @@
 //! that one batch waits for the copy and a database fsync on top of its own: the slowest webhooks
 //! and deliveries were those batches. Here the writer only pokes this thread after a commit; it
 //! runs a `PASSIVE` checkpoint (which never blocks the writer or readers) at most every
-//! [`MIN_INTERVAL`]. The writer keeps an automatic checkpoint at [`WRITER_FALLBACK_PAGES`] as a
-//! bound on the WAL: under sustained load a background checkpoint rarely finds the WAL fully copied
-//! (so SQLite cannot start it over), and the writer's own checkpoint, seldom and mostly already
-//! done, lets it.
+//! [`MIN_INTERVAL`]. The writer keeps an automatic checkpoint at
+//! [`WRITER_FALLBACK_PAGES`](schema::WRITER_FALLBACK_PAGES) as a bound on the WAL: under sustained
+//! load a background checkpoint rarely finds the WAL fully copied (so SQLite cannot start it over),
+//! and the writer's own checkpoint, seldom and mostly already done, lets it.
 
 use std::{
     path::Path,
@@ -23,9 +23,6 @@ use super::schema;
 /// Least time between two background checkpoints: one database fsync covers every commit of the
 /// interval.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// WAL pages at which the writer checkpoints inside its commit anyway (SQLite's default is 1,000):
-/// about 40 MiB with 4 KiB pages.
-pub(super) const WRITER_FALLBACK_PAGES: u32 = 10_000;
 
 /// Tells the checkpointer that the WAL has grown. Dropping it stops the checkpointer.
 #[derive(Debug)]

@@ -19,13 +19,14 @@
 //! the same fsynced transactions as appends.
 //!
 //! # Concurrency
-//! One writer thread owns the only write connection. Appends reach it through a bounded queue and are
-//! committed together (group commit): one transaction and one fsync for every append waiting when the
-//! previous commit finished. Each request learns its sequence only after its batch is durable. Readers
-//! open their own read-only connections and never block the writer (WAL). A checkpointer thread
-//! copies the WAL back into the database on its own connection, outside the commits. The newest
-//! committed events also stay in memory for a while ([`Log::recent_after`]), so subscribers at the
-//! head need no reads at all.
+//! One writer thread owns the only write connection. Writes (appends, consumer changes, retention
+//! steps) reach it through a bounded queue and are committed together (group commit): one
+//! transaction and one fsync for every write waiting when the previous commit finished. Each request
+//! learns its outcome (an append its sequence) only after its batch is durable. Readers open their
+//! own read-only connections and never block the writer (WAL). A checkpointer thread copies the WAL
+//! back into the database on its own connection, outside the commits. The newest committed events
+//! also stay in memory for a while ([`Log::recent_after`]), so subscribers at the head need no
+//! reads at all.
 //!
 //! # Recovery
 //! SQLite replays or discards a torn WAL tail on open, so the log is always a prefix of the
@@ -34,9 +35,9 @@
 
 mod checkpoint;
 mod reader;
+mod recent;
 pub mod retention;
 mod schema;
-mod tail;
 mod writer;
 
 use std::{
@@ -48,20 +49,22 @@ use std::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use reader::{LogReader, StoredConsumer, StoredEvent};
-use tail::Tail;
+use recent::RecentEvents;
 use writer::{Request, Writer};
 
 /// Name of the database file inside the data directory.
 const DB_FILE: &str = "events.sqlite3";
 /// Name of the lock file inside the data directory.
 const LOCK_FILE: &str = "LOCK";
-/// Appends that may wait for the writer; beyond this, [`Log::append`] answers [`AppendError::Busy`].
-const APPEND_QUEUE_CAPACITY: usize = 4096;
+/// Writes (appends, consumer changes, retention steps) that may wait for the writer; beyond this,
+/// a write is refused at once with [`WriteError::Busy`].
+const WRITE_QUEUE_CAPACITY: usize = 4096;
 
 /// An event ready to be appended.
 #[derive(Debug, Clone)]
 pub struct NewRecord {
-    /// The webhook message id; the log stores each id once.
+    /// The webhook message id, the idempotency key: while an event with this id is retained, an
+    /// append of it is answered with [`Appended::Duplicate`] and stores nothing.
     pub event_id: String,
     /// Clerk's event type.
     pub event_type: String,
@@ -69,7 +72,7 @@ pub struct NewRecord {
     pub received_at_ms: i64,
     /// Version of the encoding of `event`.
     pub codec_version: u32,
-    /// The encoded event.
+    /// The encoded `clerk.bridge.v1.Event` (without its sequence), stored as given.
     pub event: Vec<u8>,
 }
 
@@ -91,17 +94,19 @@ impl Appended {
     }
 }
 
-/// Why an append did not happen. Nothing was stored in every case.
+/// Why a write did not happen: an append, a consumer save or delete, or a retention step. In every
+/// case that write changed nothing.
 #[derive(Debug, thiserror::Error)]
-pub enum AppendError {
+pub enum WriteError {
     /// The writer's queue is full: the caller should retry later.
-    #[error("the log's append queue is full")]
+    #[error("the log's write queue is full")]
     Busy,
     /// The log is closed (shutting down).
     #[error("the log is closed")]
     Closed,
-    /// SQLite failed to write or fsync (disk full, I/O error); shared by every append of the batch.
-    #[error("the log could not store the event: {0}")]
+    /// SQLite failed to write or fsync (disk full, I/O error); shared by every write of the batch,
+    /// which was rolled back as a whole.
+    #[error("the log could not store the write: {0}")]
     Storage(#[source] std::sync::Arc<rusqlite::Error>),
 }
 
@@ -111,9 +116,9 @@ pub enum OpenError {
     /// The data directory could not be created or written.
     #[error("cannot use data directory {path}: {source}")]
     DataDir {
-        /// The directory.
+        /// The data directory as configured.
         path: PathBuf,
-        /// The cause.
+        /// The failed create, open or lock of the directory or its lock file.
         source: std::io::Error,
     },
     /// Another process holds the data directory's lock.
@@ -143,15 +148,15 @@ pub struct Positions {
     pub first_retained: u64,
 }
 
-/// Handle to the log: appends go to the writer thread, reads to [`LogReader`]s.
+/// Handle to the log: writes go to the writer thread, reads to [`LogReader`]s.
 #[derive(Debug)]
 pub struct Log {
     /// Queue to the writer; `None` once closed.
-    appends: Mutex<Option<mpsc::Sender<Request>>>,
+    requests: Mutex<Option<mpsc::Sender<Request>>>,
     /// Head and first retained sequence, updated after each durable commit.
     positions: watch::Receiver<Positions>,
     /// The most recently committed events, shared with the writer, which adds them.
-    tail: Arc<Tail>,
+    recent: Arc<RecentEvents>,
     /// The writer thread, then the checkpointer thread (which stops when the writer has), joined
     /// on close in that order.
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -177,18 +182,18 @@ impl Log {
             first_retained: retention::first_retained(&conn)?,
         };
         let (positions_tx, positions_rx) = watch::channel(positions);
-        let (tx, rx) = mpsc::channel(APPEND_QUEUE_CAPACITY);
-        let tail = Arc::new(Tail::default());
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_CAPACITY);
+        let recent = Arc::new(RecentEvents::default());
         let (poke, checkpointer) = checkpoint::spawn(&db_path)?;
-        let writer = Writer::new(conn, rx, positions_tx, tail.clone(), poke);
+        let writer = Writer::new(conn, rx, positions_tx, recent.clone(), poke);
         let writer = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || writer.run())
             .map_err(OpenError::Thread)?;
         Ok(Log {
-            appends: Mutex::new(Some(tx)),
+            requests: Mutex::new(Some(tx)),
             positions: positions_rx,
-            tail,
+            recent,
             threads: Mutex::new(vec![writer, checkpointer]),
             db_path,
             _lock: lock,
@@ -198,8 +203,8 @@ impl Log {
     /// Appends `record` and waits until it is durable (or known to be a duplicate).
     ///
     /// # Errors
-    /// [`AppendError`]; in every case nothing was stored.
-    pub async fn append(&self, record: NewRecord) -> Result<Appended, AppendError> {
+    /// [`WriteError`]; in every case nothing was stored.
+    pub async fn append(&self, record: NewRecord) -> Result<Appended, WriteError> {
         self.request(|reply| Request::Append { record, reply })
             .await
     }
@@ -207,13 +212,13 @@ impl Log {
     /// Creates a named consumer or sets its committed sequence, durably.
     ///
     /// # Errors
-    /// [`AppendError`]; nothing was written.
+    /// [`WriteError`]; nothing was written.
     pub async fn save_consumer(
         &self,
         name: &str,
         committed: u64,
         now_ms: i64,
-    ) -> Result<(), AppendError> {
+    ) -> Result<(), WriteError> {
         let name = name.to_owned();
         self.request(|reply| Request::SaveConsumer {
             name,
@@ -227,8 +232,8 @@ impl Log {
     /// Deletes a named consumer, durably.
     ///
     /// # Errors
-    /// [`AppendError`]; nothing was written.
-    pub async fn delete_consumer(&self, name: &str) -> Result<(), AppendError> {
+    /// [`WriteError`]; nothing was written.
+    pub async fn delete_consumer(&self, name: &str) -> Result<(), WriteError> {
         let name = name.to_owned();
         self.request(|reply| Request::DeleteConsumer { name, reply })
             .await
@@ -238,8 +243,8 @@ impl Log {
     /// Returns how many were deleted.
     ///
     /// # Errors
-    /// [`AppendError`] from the step that failed; earlier steps stay done.
-    pub async fn retain(&self, policy: retention::Policy, now_ms: i64) -> Result<u64, AppendError> {
+    /// [`WriteError`] from the step that failed; earlier steps stay done.
+    pub async fn retain(&self, policy: retention::Policy, now_ms: i64) -> Result<u64, WriteError> {
         let mut deleted = 0;
         loop {
             let step = self
@@ -259,16 +264,16 @@ impl Log {
     /// Queues a request for the writer and waits for its outcome.
     async fn request<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, AppendError>>) -> Request,
-    ) -> Result<T, AppendError> {
+        make: impl FnOnce(oneshot::Sender<Result<T, WriteError>>) -> Request,
+    ) -> Result<T, WriteError> {
         let (reply_tx, reply_rx) = oneshot::channel();
         self.sender()?
             .try_send(make(reply_tx))
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => AppendError::Busy,
-                mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
+                mpsc::error::TrySendError::Full(_) => WriteError::Busy,
+                mpsc::error::TrySendError::Closed(_) => WriteError::Closed,
             })?;
-        reply_rx.await.map_err(|_| AppendError::Closed)?
+        reply_rx.await.map_err(|_| WriteError::Closed)?
     }
 
     /// The highest stored sequence (0 while the log is empty).
@@ -287,11 +292,11 @@ impl Log {
         self.positions.clone()
     }
 
-    /// Up to `limit` events after `after`, from memory, when the log's in-memory tail holds every
-    /// stored event after `after` (a subscriber at or near the head); `None` when some are only on
-    /// disk, to be read with a [`LogReader`]. Never blocks on I/O.
+    /// Up to `limit` events after `after`, from memory, when the log's cache of recent events holds
+    /// every stored event after `after` (a subscriber at or near the head); `None` when some are
+    /// only on disk, to be read with a [`LogReader`]. Never blocks on I/O.
     pub fn recent_after(&self, after: u64, limit: usize) -> Option<Vec<Arc<StoredEvent>>> {
-        self.tail.read_after(after, limit)
+        self.recent.read_after(after, limit)
     }
 
     /// Opens a reader on its own read-only connection.
@@ -302,10 +307,11 @@ impl Log {
         LogReader::open(&self.db_path)
     }
 
-    /// Stops taking appends, lets the writer commit everything already queued, and waits for it.
+    /// Stops taking writes, lets the writer commit everything already queued, and waits for it and
+    /// the checkpointer.
     /// Blocking: call from a blocking context.
     pub fn close(&self) {
-        drop(self.lock_unpoisoned(&self.appends).take());
+        drop(self.lock_unpoisoned(&self.requests).take());
         let threads = std::mem::take(&mut *self.lock_unpoisoned(&self.threads));
         for handle in threads {
             let name = handle.thread().name().unwrap_or("log").to_owned();
@@ -315,10 +321,11 @@ impl Log {
         }
     }
 
-    fn sender(&self) -> Result<mpsc::Sender<Request>, AppendError> {
-        self.lock_unpoisoned(&self.appends)
+    /// A sender to the writer's queue, or [`WriteError::Closed`] once [`Log::close`] has begun.
+    fn sender(&self) -> Result<mpsc::Sender<Request>, WriteError> {
+        self.lock_unpoisoned(&self.requests)
             .clone()
-            .ok_or(AppendError::Closed)
+            .ok_or(WriteError::Closed)
     }
 
     /// Locks a mutex whose data stays valid even if a holder panicked (an `Option` we only take).

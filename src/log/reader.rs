@@ -23,9 +23,9 @@ pub struct StoredEvent {
 /// A named consumer as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredConsumer {
-    /// Its name.
+    /// The name clients give to subscribe as this consumer; unique in the log.
     pub name: String,
-    /// Its committed sequence.
+    /// The last sequence it has processed; its stream resumes after it.
     pub committed: u64,
     /// When it was created, in unix milliseconds.
     pub created_at_ms: i64,
@@ -62,7 +62,7 @@ impl LogReader {
         )?;
         let rows = stmt.query_map(params![after, limit], |row| {
             Ok(StoredEvent {
-                sequence: row.get::<_, i64>(0)?.try_into().unwrap_or(0),
+                sequence: schema::to_sequence(row.get(0)?),
                 event_type: row.get(1)?,
                 codec_version: row.get(2)?,
                 event: Bytes::from(row.get::<_, Vec<u8>>(3)?),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension, Transaction};
 
-use super::writer::to_sequence;
+use super::schema;
 
 /// Most events deleted in one step.
 const STEP_ROWS: i64 = 2000;
@@ -23,6 +23,8 @@ pub struct Policy {
     pub max_bytes: Option<u64>,
 }
 
+// === impl Policy ===
+
 impl Policy {
     /// Whether any cap is set.
     pub fn is_active(&self) -> bool {
@@ -33,7 +35,7 @@ impl Policy {
 /// What one retention step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
-    /// Events deleted.
+    /// How many events this step deleted.
     pub deleted: u64,
     /// The lowest sequence left (head + 1 when the log is now empty).
     pub first_retained: u64,
@@ -102,11 +104,12 @@ pub(super) fn first_retained(tx: &rusqlite::Connection) -> rusqlite::Result<u64>
         .optional()?
         .flatten();
     match first {
-        Some(seq) => Ok(to_sequence(seq)),
-        None => Ok(super::schema::head_sequence(tx)? + 1),
+        Some(seq) => Ok(schema::to_sequence(seq)),
+        None => Ok(schema::head_sequence(tx)? + 1),
     }
 }
 
+/// `d` in milliseconds, saturating at `i64::MAX` (an age cap longer than any history).
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

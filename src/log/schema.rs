@@ -4,8 +4,6 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::checkpoint;
-
 /// Creates the tables if they are missing. Idempotent.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -24,22 +22,22 @@ CREATE TABLE IF NOT EXISTS consumers (
 );
 ";
 
+/// WAL pages at which the writer checkpoints inside its commit anyway (SQLite's default is 1,000):
+/// about 40 MiB with 4 KiB pages. The checkpointer thread does the regular checkpoints; this only
+/// bounds the WAL when they cannot finish under sustained load.
+pub(super) const WRITER_FALLBACK_PAGES: u32 = 10_000;
 /// Page cache of each reader connection, in KiB (negative = KiB in SQLite): readers stream forward,
 /// so a small cache is enough and keeps memory flat with many subscribers.
 const READER_CACHE_KIB: i64 = 512;
 
 /// Opens the single write connection: WAL, fsync on every commit, schema in place, automatic
-/// checkpoints only as a fallback (see [`super::checkpoint`]).
+/// checkpoints only at [`WRITER_FALLBACK_PAGES`] (the checkpointer thread does the regular ones).
 /// `max_pages` caps the database size (SQLITE_FULL past it), to test a full disk.
 pub(super) fn open_writer(path: &Path, max_pages: Option<u32>) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(
-        None,
-        "wal_autocheckpoint",
-        checkpoint::WRITER_FALLBACK_PAGES,
-    )?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_FALLBACK_PAGES)?;
     conn.execute_batch(SCHEMA)?;
     if let Some(pages) = max_pages {
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
@@ -73,5 +71,11 @@ pub(super) fn head_sequence(conn: &Connection) -> rusqlite::Result<u64> {
             |row| row.get(0),
         )
         .optional()?;
-    Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+    Ok(seq.map_or(0, to_sequence))
+}
+
+/// Converts a value of the `sequence` column. SQLite assigns them from 1 upwards, so none is
+/// negative; one that were (a damaged database) would read as 0, which no event has.
+pub(super) fn to_sequence(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
 }

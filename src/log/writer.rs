@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    AppendError, Appended, NewRecord, Positions, StoredEvent, checkpoint::Poke, retention,
-    tail::Tail,
+    Appended, NewRecord, Positions, StoredEvent, WriteError, checkpoint::Poke,
+    recent::RecentEvents, retention, schema,
 };
 
 /// Most requests applied in one transaction: bounds the time any one request waits for a batch.
@@ -18,41 +18,41 @@ const MAX_BATCH: usize = 1024;
 const MAX_YIELDS: usize = 8;
 
 /// Where a request's outcome goes once its batch is durable.
-type Reply<T> = oneshot::Sender<Result<T, AppendError>>;
+type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
 
 /// One write waiting for the writer.
 #[derive(Debug)]
 pub(super) enum Request {
     /// Store an event (or find it already stored).
     Append {
-        /// What to store.
+        /// The event; its type and body move into the cache of recent events once stored.
         record: NewRecord,
-        /// The outcome.
+        /// Gets the stored sequence, or that of the event already stored with the same id.
         reply: Reply<Appended>,
     },
     /// Create or move a named consumer.
     SaveConsumer {
-        /// The consumer.
+        /// The consumer's name, its key.
         name: String,
-        /// Its committed sequence.
+        /// The sequence it has processed up to and including.
         committed: u64,
-        /// Now, in unix milliseconds.
+        /// Stored as `updated_at_ms`, and as `created_at_ms` if the consumer is new.
         now_ms: i64,
-        /// Done.
+        /// Told once the change is durable.
         reply: Reply<()>,
     },
-    /// Forget a named consumer.
+    /// Forget a named consumer (nothing happens if there is none of this name).
     DeleteConsumer {
-        /// The consumer.
+        /// The consumer's name.
         name: String,
-        /// Done.
+        /// Told once the delete is durable.
         reply: Reply<()>,
     },
     /// Delete the oldest events beyond the retention caps (one bounded step).
     Retain {
-        /// The caps.
+        /// The caps on age and size.
         policy: retention::Policy,
-        /// Now, in unix milliseconds.
+        /// The time the age cap counts back from, in unix milliseconds.
         now_ms: i64,
         /// How many events were deleted, and whether more are due.
         reply: Reply<retention::Step>,
@@ -61,8 +61,11 @@ pub(super) enum Request {
 
 /// What one request did, before its batch committed.
 enum Outcome {
+    /// An append's result, to send once the batch is durable.
     Appended(Appended),
+    /// A consumer save or delete went through.
     Done,
+    /// A retention step's result.
     Retained(retention::Step),
 }
 
@@ -76,7 +79,7 @@ pub(super) struct Writer {
     /// Publishes the head and first retained sequence after each commit.
     positions: watch::Sender<Positions>,
     /// Where committed events go for subscribers at the head.
-    tail: Arc<Tail>,
+    recent: Arc<RecentEvents>,
     /// Asks for a background checkpoint after each commit.
     checkpoint: Poke,
 }
@@ -88,14 +91,14 @@ impl Writer {
         conn: Connection,
         queue: mpsc::Receiver<Request>,
         positions: watch::Sender<Positions>,
-        tail: Arc<Tail>,
+        recent: Arc<RecentEvents>,
         checkpoint: Poke,
     ) -> Self {
         Writer {
             conn,
             queue,
             positions,
-            tail,
+            recent,
             checkpoint,
         }
     }
@@ -136,7 +139,7 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<Request>) {
         match apply_batch(&mut self.conn, batch) {
             Ok(outcomes) => {
-                self.update_tail(batch, &outcomes);
+                self.update_recent(batch, &outcomes);
                 self.publish_positions(&outcomes);
                 for (request, outcome) in batch.drain(..).zip(outcomes) {
                     reply(request, outcome);
@@ -147,15 +150,15 @@ impl Writer {
                 tracing::warn!(%error, batch = batch.len(), "Log write failed; batch rolled back");
                 let error = Arc::new(error);
                 for request in batch.drain(..) {
-                    fail(request, &AppendError::Storage(error.clone()));
+                    fail(request, &WriteError::Storage(error.clone()));
                 }
             }
         }
     }
 
-    /// Moves the events the batch stored into the tail (before the head that announces them is
-    /// published), and drops from it what retention deleted.
-    fn update_tail(&self, batch: &mut [Request], outcomes: &[Outcome]) {
+    /// Moves the events the batch stored into the cache of recent events (before the head that
+    /// announces them is published), and drops from it what retention deleted.
+    fn update_recent(&self, batch: &mut [Request], outcomes: &[Outcome]) {
         let stored = batch
             .iter_mut()
             .zip(outcomes)
@@ -170,16 +173,18 @@ impl Writer {
                 }
                 _ => None,
             });
-        self.tail.extend(stored);
+        self.recent.extend(stored);
         for outcome in outcomes {
             if let Outcome::Retained(step) = outcome
                 && step.deleted > 0
             {
-                self.tail.forget_before(step.first_retained);
+                self.recent.forget_before(step.first_retained);
             }
         }
     }
 
+    /// Publishes the head and first retained sequence a committed batch moved (only ever forward),
+    /// after its events are in the cache of recent events.
     fn publish_positions(&self, outcomes: &[Outcome]) {
         let head = outcomes.iter().filter_map(|o| match o {
             Outcome::Appended(Appended::Stored(seq)) => Some(*seq),
@@ -212,15 +217,16 @@ fn reply(request: Request, outcome: Outcome) {
             drop(reply.send(Ok(())));
         }
         (Request::Retain { reply, .. }, Outcome::Retained(step)) => drop(reply.send(Ok(step))),
-        (request, _) => fail(request, &AppendError::Closed),
+        (request, _) => fail(request, &WriteError::Closed),
     }
 }
 
-fn fail(request: Request, error: &AppendError) {
+/// Answers a request with `error` (each request gets its own copy of the shared cause).
+fn fail(request: Request, error: &WriteError) {
     let error = || match error {
-        AppendError::Storage(e) => AppendError::Storage(e.clone()),
-        AppendError::Busy => AppendError::Busy,
-        AppendError::Closed => AppendError::Closed,
+        WriteError::Storage(e) => WriteError::Storage(e.clone()),
+        WriteError::Busy => WriteError::Busy,
+        WriteError::Closed => WriteError::Closed,
     };
     match request {
         Request::Append { reply, .. } => drop(reply.send(Err(error()))),
@@ -242,6 +248,7 @@ fn apply_batch(conn: &mut Connection, batch: &[Request]) -> rusqlite::Result<Vec
     Ok(outcomes)
 }
 
+/// Applies one request inside the batch's transaction.
 fn apply_one(tx: &Transaction<'_>, request: &Request) -> rusqlite::Result<Outcome> {
     match request {
         Request::Append { record, .. } => insert_event(tx, record).map(Outcome::Appended),
@@ -269,7 +276,7 @@ fn insert_event(tx: &Transaction<'_>, record: &NewRecord) -> rusqlite::Result<Ap
         .query_row([&record.event_id], |row| row.get(0))
         .optional()?;
     if let Some(seq) = existing {
-        return Ok(Appended::Duplicate(to_sequence(seq)));
+        return Ok(Appended::Duplicate(schema::to_sequence(seq)));
     }
     let inserted: i64 = tx
         .prepare_cached(
@@ -287,9 +294,11 @@ fn insert_event(tx: &Transaction<'_>, record: &NewRecord) -> rusqlite::Result<Ap
             ],
             |row| row.get(0),
         )?;
-    Ok(Appended::Stored(to_sequence(inserted)))
+    Ok(Appended::Stored(schema::to_sequence(inserted)))
 }
 
+/// Creates the consumer `name` at `committed`, or moves an existing one there (keeping its
+/// creation time).
 fn save_consumer(
     tx: &Transaction<'_>,
     name: &str,

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::{
     clock::now_ms,
-    log::{AppendError, Log, StoredConsumer},
+    log::{Log, StoredConsumer, WriteError},
 };
 
 /// Longest consumer name.
@@ -37,7 +37,7 @@ pub enum ConsumerError {
     Active(String),
     /// The log could not store the change.
     #[error("the consumer's position could not be stored")]
-    Unstored(#[from] AppendError),
+    Unstored(#[from] WriteError),
 }
 
 /// One consumer's state.

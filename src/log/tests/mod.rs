@@ -1,4 +1,8 @@
+//! Tests of the log through its public handle; `model` checks it against an in-memory model.
+
 use super::*;
+
+mod model;
 
 fn record(id: &str) -> NewRecord {
     NewRecord {
@@ -135,7 +139,7 @@ fn appends_after_close_are_refused() {
     let rt = runtime();
     assert!(matches!(
         rt.block_on(log.append(record("a"))),
-        Err(AppendError::Closed)
+        Err(WriteError::Closed)
     ));
 }
 
