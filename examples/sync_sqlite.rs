@@ -253,7 +253,7 @@ async fn stream_once(
                         caught_up.head_sequence
                     );
                 }
-                Some(Message::Heartbeat(_)) | None => {}
+                Some(Message::Heartbeat(_) | Message::SnapshotEnd(_)) | None => {}
             }
         }
         Ok::<_, Stop>(Stop::Retry("the bridge ended the stream".to_owned()))

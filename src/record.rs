@@ -14,7 +14,7 @@ use prost::{
 
 use crate::{
     clerk,
-    log::{NewRecord, StoredEvent},
+    log::{NewRecord, ObjectRef, StoredEvent},
     proto::Event,
 };
 
@@ -42,7 +42,7 @@ pub fn encode(event: &Event) -> Vec<u8> {
 }
 
 /// The log row of `event`, received at `received_at_ms`: keyed by its `event_id`, encoded with
-/// this [`CODEC_VERSION`].
+/// this [`CODEC_VERSION`], with the object it changes for the log's state.
 pub fn new_record(event: &Event, received_at_ms: i64) -> NewRecord {
     NewRecord {
         event_id: event.event_id.clone(),
@@ -50,7 +50,25 @@ pub fn new_record(event: &Event, received_at_ms: i64) -> NewRecord {
         received_at_ms,
         codec_version: CODEC_VERSION,
         event: encode(event),
+        object: object_of_event(event),
+        only_if_newer: false,
     }
+}
+
+/// The object `event` changes, and its version after it.
+pub fn object_of_event(event: &Event) -> Option<ObjectRef> {
+    ObjectRef::of_event(
+        &event.r#type,
+        &event.object_id,
+        event.object_version,
+        event.deleted,
+    )
+}
+
+/// The object a stored record changes (decoding it, older codecs included); for rebuilding the
+/// log's state from its events. A corrupt record changes nothing.
+pub fn object_of_stored(stored: &StoredEvent) -> Option<ObjectRef> {
+    decode(stored).ok().as_ref().and_then(object_of_event)
 }
 
 /// Decodes a stored record into the event a subscriber receives.

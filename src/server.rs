@@ -27,6 +27,7 @@ use crate::{
     },
     log::{Log, OpenError, retention::Policy},
     proto::{FILE_DESCRIPTOR_SET, event_stream_server::EventStreamServer},
+    record,
     subscription::{Consumers, EventStreamService},
     telemetry::metrics::{Metrics, StateReading},
     watched_file::WatchedFile,
@@ -66,6 +67,9 @@ pub enum RunError {
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// The log's current state could not be rebuilt from its events.
+    #[error("cannot rebuild the log's current state: {0}")]
+    StateRebuild(#[source] crate::log::WriteError),
     /// A background task failed.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -285,16 +289,24 @@ fn grpc_server(
     Ok((server, TokenCheck::new(token)))
 }
 
-/// Opens the log and loads the named consumers, off the async workers.
+/// Opens the log (migrating a log from before the state existed) and loads the named consumers,
+/// off the async workers.
 async fn open_log(config: &Config) -> Result<(Arc<Log>, Arc<Consumers>), RunError> {
     let data_dir = config.data_dir.clone();
     let options = config.log_options;
-    let (log, stored) = tokio::task::spawn_blocking(move || {
+    let (log, stored, state_complete) = tokio::task::spawn_blocking(move || {
         let log = Log::open(&data_dir, options)?;
-        let stored = log.reader()?.consumers()?;
-        Ok::<_, OpenError>((Arc::new(log), stored))
+        let reader = log.reader()?;
+        Ok::<_, OpenError>((Arc::new(log), reader.consumers()?, reader.state_complete()?))
     })
     .await??;
+    if !state_complete {
+        let objects = log
+            .rebuild_state(record::object_of_stored)
+            .await
+            .map_err(RunError::StateRebuild)?;
+        tracing::info!(objects, "Current state rebuilt from the stored events");
+    }
     let positions = log.positions();
     tracing::info!(
         head = positions.head,

@@ -151,7 +151,10 @@ impl Ingress {
     fn count(&self, outcome: &Result<Appended, Rejection>) {
         let (result, reason) = match outcome {
             Ok(Appended::Stored(_)) => (WebhookResult::Accepted, RejectReason::None),
-            Ok(Appended::Duplicate(_)) => (WebhookResult::Duplicate, RejectReason::None),
+            // Webhooks are stored unconditionally, so never superseded; counted as not stored anew.
+            Ok(Appended::Duplicate(_) | Appended::Superseded(_)) => {
+                (WebhookResult::Duplicate, RejectReason::None)
+            }
             Err(rejection) => (WebhookResult::Rejected, rejection.reason()),
         };
         self.metrics.webhook(result, reason);
@@ -213,7 +216,7 @@ impl Ingress {
 fn accepted(appended: Appended) -> Response<Body> {
     let (sequence, duplicate) = match appended {
         Appended::Stored(seq) => (seq, false),
-        Appended::Duplicate(seq) => (seq, true),
+        Appended::Duplicate(seq) | Appended::Superseded(seq) => (seq, true),
     };
     json(
         StatusCode::OK,

@@ -14,6 +14,9 @@
 //! | `codec_version` | version of the encoding of `event` (see [`crate::record`]) |
 //! | `event` | the encoded `clerk.bridge.v1.Event` (without its sequence), verbatim body included |
 //!
+//! Table `objects` is the current state: the latest event of every object under the version rule,
+//! written in the same transaction as the append; retention never touches it (see [`state`]).
+//!
 //! Table `consumers` holds each named consumer's committed sequence (`name` primary key,
 //! `committed`, `created_at_ms`, `updated_at_ms`). Consumer writes go through the same writer and
 //! the same fsynced transactions as appends.
@@ -38,6 +41,7 @@ mod reader;
 mod recent;
 pub mod retention;
 mod schema;
+mod state;
 mod writer;
 
 use std::{
@@ -48,7 +52,8 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use reader::{LogReader, StoredConsumer, StoredEvent};
+pub use reader::{LogReader, ObjectCursor, StoredConsumer, StoredEvent, StoredObject};
+pub use state::ObjectRef;
 use recent::RecentEvents;
 use writer::{Request, Writer};
 
@@ -74,6 +79,11 @@ pub struct NewRecord {
     pub codec_version: u32,
     /// The encoded `clerk.bridge.v1.Event` (without its sequence), stored as given.
     pub event: Vec<u8>,
+    /// The object the event is about, for the state (`None`: it names none).
+    pub object: Option<ObjectRef>,
+    /// Store it only if its object's version supersedes the one the state holds (backfill and
+    /// reconciliation, which must never undo a newer webhook); else [`Appended::Superseded`].
+    pub only_if_newer: bool,
 }
 
 /// What an append did.
@@ -83,13 +93,16 @@ pub enum Appended {
     Stored(u64),
     /// The event id was already stored, at this sequence; nothing was written.
     Duplicate(u64),
+    /// Stored only if newer, and the state holds its object in this version or a newer one (its
+    /// latest event is at this sequence; 0 for an object without an event); nothing was written.
+    Superseded(u64),
 }
 
 impl Appended {
     /// The sequence of the stored event.
     pub fn sequence(self) -> u64 {
         match self {
-            Appended::Stored(seq) | Appended::Duplicate(seq) => seq,
+            Appended::Stored(seq) | Appended::Duplicate(seq) | Appended::Superseded(seq) => seq,
         }
     }
 }
@@ -177,6 +190,7 @@ impl Log {
         let lock = lock_data_dir(data_dir)?;
         let db_path = data_dir.join(DB_FILE);
         let conn = schema::open_writer(&db_path, options.max_pages)?;
+        state::complete_if_empty(&conn)?;
         let positions = Positions {
             head: schema::head_sequence(&conn)?,
             first_retained: retention::first_retained(&conn)?,
@@ -236,6 +250,20 @@ impl Log {
     pub async fn delete_consumer(&self, name: &str) -> Result<(), WriteError> {
         let name = name.to_owned();
         self.request(|reply| Request::DeleteConsumer { name, reply })
+            .await
+    }
+
+    /// Rebuilds the current state from every stored event: the migration of a log written before
+    /// the state existed (see [`LogReader::state_complete`]). `object_of` tells which object a
+    /// stored event is about. Returns the number of objects.
+    ///
+    /// # Errors
+    /// [`WriteError`]; the state stays as it was.
+    pub async fn rebuild_state(
+        &self,
+        object_of: fn(&StoredEvent) -> Option<ObjectRef>,
+    ) -> Result<u64, WriteError> {
+        self.request(|reply| Request::RebuildState { object_of, reply })
             .await
     }
 

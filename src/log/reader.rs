@@ -33,6 +33,43 @@ pub struct StoredConsumer {
     pub updated_at_ms: i64,
 }
 
+/// An object's latest event, as a snapshot reads it from the state.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    /// The resource kind.
+    pub kind: String,
+    /// Clerk's id of the object.
+    pub id: String,
+    /// Whether the latest event deleted it (a tombstone).
+    pub deleted: bool,
+    /// The latest event itself, with the sequence it was stored at.
+    pub event: StoredEvent,
+}
+
+/// Where a snapshot read stopped: the last (kind, id) returned, in key order.
+pub type ObjectCursor = (String, String);
+
+/// Up to `limit` events with a sequence greater than `after`, in sequence order.
+pub(super) fn events_after(
+    conn: &Connection,
+    after: i64,
+    limit: i64,
+) -> rusqlite::Result<Vec<StoredEvent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT sequence, event_type, codec_version, event FROM events
+         WHERE sequence > ?1 ORDER BY sequence LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit], |row| {
+        Ok(StoredEvent {
+            sequence: schema::to_sequence(row.get(0)?),
+            event_type: row.get(1)?,
+            codec_version: row.get(2)?,
+            event: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+        })
+    })?;
+    rows.collect()
+}
+
 /// A read-only connection to the log. Blocking: use it from `spawn_blocking`.
 #[derive(Debug)]
 pub struct LogReader {
@@ -55,20 +92,50 @@ impl LogReader {
     /// When SQLite fails to read.
     pub fn read_after(&self, after: u64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT sequence, event_type, codec_version, event FROM events
-             WHERE sequence > ?1 ORDER BY sequence LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after, limit], |row| {
-            Ok(StoredEvent {
-                sequence: schema::to_sequence(row.get(0)?),
-                event_type: row.get(1)?,
-                codec_version: row.get(2)?,
-                event: Bytes::from(row.get::<_, Vec<u8>>(3)?),
-            })
-        })?;
-        rows.collect()
+        events_after(&self.conn, after, i64::try_from(limit).unwrap_or(i64::MAX))
+    }
+
+    /// Starts a snapshot: a read transaction, so every read until [`LogReader::end_snapshot`] sees
+    /// the log as it is now. Returns the head the snapshot is consistent at.
+    ///
+    /// # Errors
+    /// When SQLite fails to start the transaction or read.
+    pub fn begin_snapshot(&mut self) -> rusqlite::Result<u64> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        schema::head_sequence(&self.conn)
+    }
+
+    /// Up to `limit` objects of the state after `after`, in key order (see [`super::state`]).
+    ///
+    /// # Errors
+    /// When SQLite fails to read.
+    pub fn objects_after(
+        &self,
+        after: Option<&ObjectCursor>,
+        limit: usize,
+        include_deleted: bool,
+    ) -> rusqlite::Result<Vec<StoredObject>> {
+        objects_after(&self.conn, after, limit, include_deleted)
+    }
+
+    /// Ends a snapshot's read transaction, so the WAL can be checkpointed past it again.
+    ///
+    /// # Errors
+    /// When SQLite fails to end the transaction.
+    pub fn end_snapshot(&mut self) -> rusqlite::Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    /// Whether the state is complete (see [`super::state`]); false only for a log from before the state
+    /// existed that has not been migrated yet.
+    ///
+    /// # Errors
+    /// When SQLite fails to read.
+    pub fn state_complete(&self) -> rusqlite::Result<bool> {
+        schema::state_complete(&self.conn)
     }
 
     /// Every stored consumer, by name.
@@ -89,4 +156,39 @@ impl LogReader {
         })?;
         rows.collect()
     }
+}
+
+/// Up to `limit` objects after `after` in (kind, id) order; tombstones only with
+/// `include_deleted`.
+fn objects_after(
+    conn: &Connection,
+    after: Option<&ObjectCursor>,
+    limit: usize,
+    include_deleted: bool,
+) -> rusqlite::Result<Vec<StoredObject>> {
+    let (kind, id) = after.map_or(("", ""), |(k, i)| (k.as_str(), i.as_str()));
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, object_id, deleted, sequence, event_type, codec_version, event
+         FROM objects
+         WHERE (kind, object_id) > (?1, ?2) AND (?3 OR NOT deleted)
+         ORDER BY kind, object_id
+         LIMIT ?4",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![kind, id, include_deleted, limit], |row| {
+        let sequence: i64 = row.get(3)?;
+        let event: Vec<u8> = row.get(6)?;
+        Ok(StoredObject {
+            kind: row.get(0)?,
+            id: row.get(1)?,
+            deleted: row.get(2)?,
+            event: StoredEvent {
+                sequence: u64::try_from(sequence).unwrap_or(0),
+                event_type: row.get(4)?,
+                codec_version: row.get(5)?,
+                event: event.into(),
+            },
+        })
+    })?;
+    rows.collect()
 }

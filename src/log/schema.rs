@@ -14,6 +14,17 @@ CREATE TABLE IF NOT EXISTS events (
     codec_version  INTEGER NOT NULL,
     event          BLOB    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS objects (
+    kind          TEXT    NOT NULL,
+    object_id     TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    deleted       INTEGER NOT NULL,
+    sequence      INTEGER NOT NULL,
+    event_type    TEXT    NOT NULL,
+    codec_version INTEGER NOT NULL,
+    event         BLOB    NOT NULL,
+    PRIMARY KEY (kind, object_id)
+);
 CREATE TABLE IF NOT EXISTS consumers (
     name          TEXT    PRIMARY KEY,
     committed     INTEGER NOT NULL,
@@ -78,4 +89,18 @@ pub(super) fn head_sequence(conn: &Connection) -> rusqlite::Result<u64> {
 /// negative; one that were (a damaged database) would read as 0, which no event has.
 pub(super) fn to_sequence(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)
+}
+
+/// `PRAGMA user_version` of a log whose `objects` table (the state) is complete.
+const STATE_COMPLETE: i64 = 1;
+
+/// Whether the state is known to be complete: a new log, or one migrated since.
+pub(super) fn state_complete(conn: &Connection) -> rusqlite::Result<bool> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    Ok(version >= STATE_COMPLETE)
+}
+
+/// Records that the state is complete (inside the transaction that completed it).
+pub(super) fn mark_state_complete(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "user_version", STATE_COMPLETE)
 }

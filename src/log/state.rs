@@ -13,10 +13,8 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{NewRecord, StoredEvent};
+use super::{NewRecord, StoredEvent, reader, schema};
 
-/// `PRAGMA user_version` of a log whose `objects` table is complete.
-pub(super) const STATE_COMPLETE: i64 = 1;
 /// Events read per step while rebuilding the state.
 const REBUILD_BATCH: i64 = 1000;
 
@@ -32,22 +30,6 @@ pub struct ObjectRef {
     /// Whether the event deletes the object.
     pub deleted: bool,
 }
-
-/// An object's latest event, as a snapshot reads it.
-#[derive(Debug, Clone)]
-pub struct StoredObject {
-    /// The resource kind.
-    pub kind: String,
-    /// Clerk's id of the object.
-    pub id: String,
-    /// Whether the latest event deleted it (a tombstone).
-    pub deleted: bool,
-    /// The latest event itself, with the sequence it was stored at.
-    pub event: StoredEvent,
-}
-
-/// Where a snapshot read stopped: the last (kind, id) returned, in key order.
-pub type ObjectCursor = (String, String);
 
 // === impl ObjectRef ===
 
@@ -81,21 +63,6 @@ impl ObjectRef {
         i64::try_from(self.version).unwrap_or(i64::MAX)
     }
 }
-
-/// Creates the `objects` table if it is missing. Idempotent.
-pub(super) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS objects (
-    kind          TEXT    NOT NULL,
-    object_id     TEXT    NOT NULL,
-    version       INTEGER NOT NULL,
-    deleted       INTEGER NOT NULL,
-    sequence      INTEGER NOT NULL,
-    event_type    TEXT    NOT NULL,
-    codec_version INTEGER NOT NULL,
-    event         BLOB    NOT NULL,
-    PRIMARY KEY (kind, object_id)
-);
-";
 
 /// Records the event stored at `sequence` as its object's latest, when it wins under the version
 /// rule. Part of the append's transaction.
@@ -165,25 +132,15 @@ pub(super) fn current(
     .optional()
 }
 
-/// Whether the state is known to be complete (a new log, or one migrated on open).
-pub(super) fn is_complete(conn: &Connection) -> rusqlite::Result<bool> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    Ok(version >= STATE_COMPLETE)
-}
-
 /// Marks the state complete when there is nothing to rebuild it from (no events, no objects).
 pub(super) fn complete_if_empty(conn: &Connection) -> rusqlite::Result<()> {
     let any: Option<i64> = conn
         .query_row("SELECT 1 FROM events LIMIT 1", [], |row| row.get(0))
         .optional()?;
     if any.is_none() {
-        mark_complete(conn)?;
+        schema::mark_state_complete(conn)?;
     }
     Ok(())
-}
-
-fn mark_complete(conn: &Connection) -> rusqlite::Result<()> {
-    conn.pragma_update(None, "user_version", STATE_COMPLETE)
 }
 
 /// Rebuilds the state from every stored event, oldest first, in one transaction; `object_of`
@@ -195,7 +152,7 @@ pub(super) fn rebuild(
     tx.execute("DELETE FROM objects", [])?;
     let mut after = 0_i64;
     loop {
-        let batch = super::reader::events_after(tx, after, REBUILD_BATCH)?;
+        let batch = reader::events_after(tx, after, REBUILD_BATCH)?;
         let Some(last) = batch.last() else { break };
         after = i64::try_from(last.sequence).unwrap_or(i64::MAX);
         for stored in &batch {
@@ -212,41 +169,7 @@ pub(super) fn rebuild(
             }
         }
     }
-    mark_complete(tx)?;
-    tx.query_row("SELECT count(*) FROM objects", [], |row| row.get(0))
-}
-
-/// Up to `limit` objects after `after` in (kind, id) order; tombstones only with
-/// `include_deleted`.
-pub(super) fn objects_after(
-    conn: &Connection,
-    after: Option<&ObjectCursor>,
-    limit: usize,
-    include_deleted: bool,
-) -> rusqlite::Result<Vec<StoredObject>> {
-    let (kind, id) = after.map_or(("", ""), |(k, i)| (k.as_str(), i.as_str()));
-    let mut stmt = conn.prepare_cached(
-        "SELECT kind, object_id, deleted, sequence, event_type, codec_version, event
-         FROM objects
-         WHERE (kind, object_id) > (?1, ?2) AND (?3 OR NOT deleted)
-         ORDER BY kind, object_id
-         LIMIT ?4",
-    )?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![kind, id, include_deleted, limit], |row| {
-        let sequence: i64 = row.get(3)?;
-        let event: Vec<u8> = row.get(6)?;
-        Ok(StoredObject {
-            kind: row.get(0)?,
-            id: row.get(1)?,
-            deleted: row.get(2)?,
-            event: StoredEvent {
-                sequence: u64::try_from(sequence).unwrap_or(0),
-                event_type: row.get(4)?,
-                codec_version: row.get(5)?,
-                event: event.into(),
-            },
-        })
-    })?;
-    rows.collect()
+    schema::mark_state_complete(tx)?;
+    let objects: i64 = tx.query_row("SELECT count(*) FROM objects", [], |row| row.get(0))?;
+    Ok(u64::try_from(objects).unwrap_or(0))
 }

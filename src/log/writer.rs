@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     Appended, NewRecord, Positions, StoredEvent, WriteError, checkpoint::Poke,
-    recent::RecentEvents, retention, schema,
+    recent::RecentEvents, retention, schema, state::{self, ObjectRef},
 };
 
 /// Most requests applied in one transaction: bounds the time any one request waits for a batch.
@@ -48,6 +48,13 @@ pub(super) enum Request {
         /// Told once the delete is durable.
         reply: Reply<()>,
     },
+    /// Rebuild the current state from every stored event (a log from before the state existed).
+    RebuildState {
+        /// Which object a stored event is about.
+        object_of: fn(&StoredEvent) -> Option<ObjectRef>,
+        /// How many objects the state holds now.
+        reply: Reply<u64>,
+    },
     /// Delete the oldest events beyond the retention caps (one bounded step).
     Retain {
         /// The caps on age and size.
@@ -67,6 +74,8 @@ enum Outcome {
     Done,
     /// A retention step's result.
     Retained(retention::Step),
+    /// The state was rebuilt; how many objects it holds.
+    Rebuilt(u64),
 }
 
 /// Owns the write connection and the receiving end of the queue.
@@ -217,6 +226,9 @@ fn reply(request: Request, outcome: Outcome) {
             drop(reply.send(Ok(())));
         }
         (Request::Retain { reply, .. }, Outcome::Retained(step)) => drop(reply.send(Ok(step))),
+        (Request::RebuildState { reply, .. }, Outcome::Rebuilt(objects)) => {
+            drop(reply.send(Ok(objects)));
+        }
         (request, _) => fail(request, &WriteError::Closed),
     }
 }
@@ -234,6 +246,7 @@ fn fail(request: Request, error: &WriteError) {
             drop(reply.send(Err(error())));
         }
         Request::Retain { reply, .. } => drop(reply.send(Err(error()))),
+        Request::RebuildState { reply, .. } => drop(reply.send(Err(error()))),
     }
 }
 
@@ -264,12 +277,16 @@ fn apply_one(tx: &Transaction<'_>, request: &Request) -> rusqlite::Result<Outcom
         Request::Retain { policy, now_ms, .. } => {
             retention::step(tx, policy, *now_ms).map(Outcome::Retained)
         }
+        Request::RebuildState { object_of, .. } => {
+            state::rebuild(tx, *object_of).map(Outcome::Rebuilt)
+        }
     }
 }
 
-/// Inserts one event, or finds the sequence of the already stored event with the same id.
-/// The lookup comes first so a duplicate never reaches the INSERT: a conflicting INSERT can still
-/// consume an AUTOINCREMENT value and leave a gap in the sequence.
+/// Inserts one event and records it in the state, or finds the sequence of the already stored
+/// event with the same id, or (for a record stored only if newer) of the state's newer event.
+/// The lookups come first so a refused record never reaches the INSERT: a conflicting INSERT can
+/// still consume an AUTOINCREMENT value and leave a gap in the sequence.
 fn insert_event(tx: &Transaction<'_>, record: &NewRecord) -> rusqlite::Result<Appended> {
     let existing: Option<i64> = tx
         .prepare_cached("SELECT sequence FROM events WHERE event_id = ?1")?
@@ -277,6 +294,13 @@ fn insert_event(tx: &Transaction<'_>, record: &NewRecord) -> rusqlite::Result<Ap
         .optional()?;
     if let Some(seq) = existing {
         return Ok(Appended::Duplicate(schema::to_sequence(seq)));
+    }
+    if let (true, Some(object)) = (record.only_if_newer, &record.object) {
+        let current = state::current(tx, object)?;
+        if !object.supersedes(current.map(|(version, deleted, _)| (version, deleted))) {
+            let sequence = current.map_or(0, |(_, _, sequence)| sequence);
+            return Ok(Appended::Superseded(sequence));
+        }
     }
     let inserted: i64 = tx
         .prepare_cached(
@@ -294,6 +318,7 @@ fn insert_event(tx: &Transaction<'_>, record: &NewRecord) -> rusqlite::Result<Ap
             ],
             |row| row.get(0),
         )?;
+    state::apply(tx, record, inserted)?;
     Ok(Appended::Stored(schema::to_sequence(inserted)))
 }
 
@@ -314,7 +339,3 @@ fn save_consumer(
     Ok(())
 }
 
-/// Sequences are assigned by SQLite from 1 upwards, so they are never negative.
-pub(super) fn to_sequence(seq: i64) -> u64 {
-    u64::try_from(seq).unwrap_or(0)
-}

@@ -24,7 +24,7 @@ pub use consumers::Consumers;
 use consumers::{ConsumerError, ConsumerSummary};
 pub use filter::{InvalidFilter, TypeFilter};
 use position::Consumer;
-use stream::{Item, StreamTask, Window};
+use stream::{Item, Snapshot, StreamTask, Window};
 
 use crate::{
     clock::timestamp_from_millis,
@@ -118,6 +118,9 @@ impl EventStreamService {
             shutdown: self.shutdown.clone(),
             heartbeat: self.heartbeat,
             window,
+            snapshot: (start == StartPosition::Snapshot).then_some(Snapshot {
+                include_tombstones: req.include_tombstones,
+            }),
             metrics: self.metrics.clone(),
         };
         Ok((task, rx))

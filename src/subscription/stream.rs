@@ -28,8 +28,8 @@ use super::{
     wire::{Content, EncodedEvent, SubscribeResponse},
 };
 use crate::{
-    log::{Log, LogReader, Positions, StoredEvent},
-    proto::{CaughtUp, Heartbeat, StreamStart},
+    log::{Log, LogReader, ObjectCursor, Positions, StoredEvent},
+    proto::{CaughtUp, Heartbeat, SnapshotEnd, StreamStart},
     record,
     telemetry::metrics::Metrics,
 };
@@ -55,6 +55,13 @@ pub(super) struct Window {
     pub(super) in_flight: VecDeque<u64>,
 }
 
+/// A stream that starts from the current state (`START_POSITION_SNAPSHOT`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Snapshot {
+    /// Also send the latest event of deleted objects.
+    pub(super) include_tombstones: bool,
+}
+
 /// Everything a stream task needs.
 #[derive(Debug)]
 pub(super) struct StreamTask {
@@ -75,6 +82,8 @@ pub(super) struct StreamTask {
     pub(super) heartbeat: Duration,
     /// Flow control, for named consumers.
     pub(super) window: Option<Window>,
+    /// Whether the stream starts with a snapshot of the state, and with tombstones in it.
+    pub(super) snapshot: Option<Snapshot>,
     /// Where deliveries are counted.
     pub(super) metrics: Arc<Metrics>,
 }
@@ -111,7 +120,7 @@ impl StreamTask {
     async fn pump(&mut self) -> Stop {
         let mut positions = self.log.watch_positions();
         let start = *positions.borrow();
-        if let Err(stop) = self.send(start_marker(self.cursor, start)).await {
+        if let Err(stop) = self.start(start).await {
             return stop;
         }
         let mut last_sent = Instant::now();
@@ -149,6 +158,55 @@ impl StreamTask {
                 }
                 () = self.shutdown.cancelled() => return Stop::Shutdown,
                 () = self.tx.closed() => return Stop::ClientGone,
+            }
+        }
+    }
+
+    /// Sends the start marker; for a snapshot stream, then the state and the `snapshot_end` marker,
+    /// and moves the cursor to the sequence the state is consistent at.
+    async fn start(&mut self, positions: Positions) -> Result<(), Stop> {
+        let Some(snapshot) = self.snapshot else {
+            return self.send(start_marker(self.cursor, positions)).await;
+        };
+        self.cursor = self.blocking_read(LogReader::begin_snapshot).await?;
+        // The reader may see a commit whose head is not published yet.
+        let positions = Positions {
+            head: positions.head.max(self.cursor),
+            ..positions
+        };
+        self.send(start_marker(self.cursor, positions)).await?;
+        let objects = self.send_objects(snapshot).await?;
+        self.blocking_read(LogReader::end_snapshot).await?;
+        self.send(snapshot_end(self.cursor, objects)).await
+    }
+
+    /// Sends the latest event of every object that matches the filter, a batch at a time (memory
+    /// stays bounded however many objects there are), within the snapshot's read transaction.
+    /// Snapshot events take no part in a named consumer's window: it commits the snapshot's
+    /// sequence once it has applied them. Returns how many were sent.
+    async fn send_objects(&mut self, snapshot: Snapshot) -> Result<u64, Stop> {
+        let mut after: Option<ObjectCursor> = None;
+        let mut sent = 0;
+        loop {
+            let from = after.take();
+            let tombstones = snapshot.include_tombstones;
+            let batch = self
+                .blocking_read(move |reader| {
+                    reader.objects_after(from.as_ref(), READ_BATCH, tombstones)
+                })
+                .await?;
+            let Some(last) = batch.last() else {
+                self.metrics.delivered(sent);
+                return Ok(sent);
+            };
+            after = Some((last.kind.clone(), last.id.clone()));
+            for object in batch {
+                if self.filter.matches(&object.event.event_type) {
+                    let fields = self.fields(&object.event)?;
+                    let event = EncodedEvent::new(object.event.sequence, fields);
+                    self.send(message(Content::Event(event))).await?;
+                    sent += 1;
+                }
             }
         }
     }
@@ -204,10 +262,7 @@ impl StreamTask {
 
     async fn send_event(&mut self, stored: &StoredEvent) -> Result<(), Stop> {
         let sequence = stored.sequence;
-        let fields = record::fields(stored).map_err(|e| {
-            tracing::error!(sequence, "Stored event is corrupt; ending the stream");
-            Stop::Failed(Status::data_loss(e.to_string()))
-        })?;
+        let fields = self.fields(stored)?;
         let delivery_attempt = match self.window.as_mut() {
             Some(window) => {
                 window.in_flight.push_back(sequence);
@@ -220,6 +275,14 @@ impl StreamTask {
             delivery_attempt,
         })
         .await
+    }
+
+    /// The encoded fields of a stored event; a corrupt one ends the stream with DATA_LOSS.
+    fn fields(&self, stored: &StoredEvent) -> Result<bytes::Bytes, Stop> {
+        record::fields(stored).map_err(|e| {
+            tracing::error!(sequence = stored.sequence, "Stored event is corrupt; ending the stream");
+            Stop::Failed(Status::data_loss(e.to_string()))
+        })
     }
 
     /// Up to [`READ_BATCH`] events after the cursor: from the log's in-memory tail when it holds
@@ -238,7 +301,17 @@ impl StreamTask {
 
     /// Reads up to [`READ_BATCH`] events after the cursor with this stream's own connection.
     async fn read_from_disk(&self) -> Result<Vec<StoredEvent>, Stop> {
-        let (cursor, log, reader) = (self.cursor, self.log.clone(), self.reader.clone());
+        let cursor = self.cursor;
+        self.blocking_read(move |reader| reader.read_after(cursor, READ_BATCH))
+            .await
+    }
+
+    /// Runs `read` on this stream's own connection (opened on first use), off the async workers.
+    async fn blocking_read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut LogReader) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Stop> {
+        let (log, reader) = (self.log.clone(), self.reader.clone());
         let result = tokio::task::spawn_blocking(move || {
             // Only this stream's task uses the reader, one read at a time; a panic inside a read
             // leaves no state behind in the connection that a later read could trip over.
@@ -246,9 +319,9 @@ impl StreamTask {
             if reader.is_none() {
                 *reader = Some(log.reader()?);
             }
-            match reader.as_ref() {
-                Some(reader) => reader.read_after(cursor, READ_BATCH),
-                None => Ok(Vec::new()),
+            match reader.as_mut() {
+                Some(reader) => read(reader),
+                None => Err(rusqlite::Error::InvalidQuery),
             }
         })
         .await
@@ -294,6 +367,10 @@ fn start_marker(after: u64, positions: Positions) -> SubscribeResponse {
         first_retained_sequence: positions.first_retained,
         head_sequence: positions.head,
     }))
+}
+
+fn snapshot_end(sequence: u64, objects: u64) -> SubscribeResponse {
+    message(Content::SnapshotEnd(SnapshotEnd { sequence, objects }))
 }
 
 fn caught_up(head: u64) -> SubscribeResponse {

@@ -13,7 +13,7 @@ use prost::{
     encoding::{DecodeContext, WireType, skip_field, uint64},
 };
 
-use crate::proto::{CaughtUp, Heartbeat, StreamStart};
+use crate::proto::{CaughtUp, Heartbeat, SnapshotEnd, StreamStart};
 
 /// Field number of `Event.sequence`.
 const SEQUENCE_FIELD: u32 = 1;
@@ -22,7 +22,7 @@ const SEQUENCE_FIELD: u32 = 1;
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SubscribeResponse {
     /// What this message carries.
-    #[prost(oneof = "Content", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "Content", tags = "1, 2, 3, 4, 6")]
     pub message: Option<Content>,
     /// For an event sent to a named consumer: how many times it has been sent, counting this time.
     #[prost(uint32, tag = "5")]
@@ -44,6 +44,9 @@ pub enum Content {
     /// The stream has delivered everything up to the head it saw.
     #[prost(message, tag = "4")]
     CaughtUp(CaughtUp),
+    /// The snapshot is complete; the events after its sequence follow.
+    #[prost(message, tag = "6")]
+    SnapshotEnd(SnapshotEnd),
 }
 
 /// A `clerk.bridge.v1.Event`, encoded: its sequence, then every other field as the log stored it.

@@ -11,6 +11,8 @@ fn record(id: &str) -> NewRecord {
         received_at_ms: 1_700_000_000_000,
         codec_version: 1,
         event: id.as_bytes().to_vec(),
+        object: None,
+        only_if_newer: false,
     }
 }
 
@@ -111,7 +113,7 @@ fn concurrent_appends_are_all_stored_once_with_distinct_sequences() {
         .iter()
         .filter_map(|o| match o {
             Appended::Stored(s) => Some(*s),
-            Appended::Duplicate(_) => None,
+            Appended::Duplicate(_) | Appended::Superseded(_) => None,
         })
         .collect();
     assert_eq!(stored.len(), 250);

@@ -5,6 +5,10 @@
 //! wherever it answers) and on the consumers; and every stored sequence must be greater than all
 //! before it, across reopens and after retention deleted the newest events.
 //!
+//! Each append is about one of a few objects, with a version drawn from a small range, sometimes a
+//! deletion and sometimes stored only if newer: the model keeps the current state under the version
+//! rule, and the log's `objects` table (read back in key order, tombstones included) must equal it.
+//!
 //! Event ids come from a pool of a few, so appends often repeat one (and, once retention deleted
 //! it, store it again). Retention by age counts back from a clock that the test moves; retention by
 //! size uses caps that are always or never exceeded, as the model cannot predict SQLite's page use
@@ -17,12 +21,14 @@ use proptest::prelude::*;
 
 use super::runtime;
 use crate::log::{
-    Appended, Log, LogOptions, LogReader, NewRecord, Positions, StoredConsumer, StoredEvent,
-    retention::Policy,
+    Appended, Log, LogOptions, LogReader, NewRecord, ObjectRef, Positions, StoredConsumer,
+    StoredEvent, retention::Policy,
 };
 
 /// The event ids appends draw from.
 const IDS: [&str; 5] = ["msg_a", "msg_b", "msg_c", "msg_d", "msg_e"];
+/// The object ids appends are about.
+const OBJECTS: [&str; 3] = ["user_1", "user_2", "user_3"];
 /// The consumer names saves and deletes draw from.
 const CONSUMERS: [&str; 3] = ["audit", "billing", "search"];
 /// The test clock's start, in unix milliseconds.
@@ -35,8 +41,16 @@ const NEVER_OVER: u64 = u64::MAX;
 /// A write as generated, before the clock gives it a time.
 #[derive(Debug, Clone)]
 enum Write {
-    /// Append the event `IDS[id]`, received `after_ms` after the previous append.
-    Append { id: usize, after_ms: i64 },
+    /// Append the event `IDS[id]`, received `after_ms` after the previous append, about
+    /// `OBJECTS[object]` at `version` (a deletion if `deleted`), stored only if newer if `if_newer`.
+    Append {
+        id: usize,
+        after_ms: i64,
+        object: usize,
+        version: u64,
+        deleted: bool,
+        if_newer: bool,
+    },
     /// Save the consumer `CONSUMERS[name]` at `committed`.
     Save { name: usize, committed: u64 },
     /// Delete the consumer `CONSUMERS[name]`.
@@ -90,6 +104,12 @@ enum Outcome {
 /// An event as compared: sequence, type, codec version, body (text in these tests).
 type Summary = (u64, String, u32, String);
 
+/// An object of the state as compared: kind, id, deleted, and its latest event's sequence and body.
+type ObjectSummary = (String, String, bool, u64, String);
+
+/// The model's state entry of one object: version, deleted, and its latest event's sequence and body.
+type ObjectEntry = (u64, bool, u64, String);
+
 /// What the log should hold: plain maps, and the rules of the log's documentation.
 #[derive(Debug, Default)]
 struct Model {
@@ -99,6 +119,8 @@ struct Model {
     head: u64,
     /// The consumers, by name.
     consumers: BTreeMap<String, StoredConsumer>,
+    /// The current state, by (kind, id); retention leaves it alone.
+    objects: BTreeMap<(String, String), ObjectEntry>,
 }
 
 // === impl Model ===
@@ -133,9 +155,35 @@ impl Model {
         if let Some((&sequence, _)) = retained {
             return Appended::Duplicate(sequence);
         }
+        let object = record.object.as_ref().expect("every model append has an object");
+        let key = (object.kind.clone(), object.id.clone());
+        let current = self.objects.get(&key).cloned();
+        let wins = match &current {
+            None => true,
+            Some((version, ..)) => {
+                object.version > *version || (object.deleted && object.version >= *version)
+            }
+        };
+        if record.only_if_newer && !wins {
+            return Appended::Superseded(current.map_or(0, |(_, _, sequence, _)| sequence));
+        }
         self.head += 1;
         self.events.insert(self.head, record.clone());
+        if wins {
+            let entry = (object.version, object.deleted, self.head, text(&record.event));
+            self.objects.insert(key, entry);
+        }
         Appended::Stored(self.head)
+    }
+
+    /// The state, in key order.
+    fn objects(&self) -> Vec<ObjectSummary> {
+        self.objects
+            .iter()
+            .map(|((kind, id), (_, deleted, sequence, body))| {
+                (kind.clone(), id.clone(), *deleted, *sequence, body.clone())
+            })
+            .collect()
     }
 
     /// Creates the consumer, or moves it and its update time (keeping its creation time).
@@ -211,7 +259,14 @@ impl Harness {
     /// Fixes the inputs of `write`: the record of an append (moving the clock), the time of the rest.
     fn request(&mut self, write: &Write) -> Request {
         match *write {
-            Write::Append { id, after_ms } => {
+            Write::Append {
+                id,
+                after_ms,
+                object,
+                version,
+                deleted,
+                if_newer,
+            } => {
                 self.now_ms += after_ms;
                 Request::Append(NewRecord {
                     event_id: IDS[id].to_owned(),
@@ -220,6 +275,13 @@ impl Harness {
                     codec_version: 1 + u32::try_from(id % 2).unwrap(),
                     // Differs between two stores of the same id, so reading back tells them apart.
                     event: format!("{} at {}", IDS[id], self.now_ms).into_bytes(),
+                    object: Some(ObjectRef {
+                        kind: "user".to_owned(),
+                        id: OBJECTS[object].to_owned(),
+                        version,
+                        deleted,
+                    }),
+                    only_if_newer: if_newer,
                 })
             }
             Write::Save { name, committed } => Request::Save {
@@ -312,6 +374,13 @@ fn check(log: &Log, reader: &LogReader, model: &Model) -> Result<(), TestCaseErr
     );
     let consumers: Vec<_> = model.consumers.values().cloned().collect();
     prop_assert_eq!(reader.consumers().unwrap(), consumers);
+    let objects: Vec<ObjectSummary> = reader
+        .objects_after(None, usize::MAX, true)
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.kind, o.id, o.deleted, o.event.sequence, text(&o.event.event)))
+        .collect();
+    prop_assert_eq!(objects, model.objects());
     // The cache may decline any read, but what it answers must match the disk.
     for after in 0..=model.head + 1 {
         if let Some(recent) = log.recent_after(after, 3) {
@@ -363,7 +432,18 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
 fn write() -> impl Strategy<Value = Write> {
     let max_bytes = prop_oneof![Just(None), Just(Some(ALWAYS_OVER)), Just(Some(NEVER_OVER))];
     prop_oneof![
-        6 => (0..IDS.len(), 0..=1500_i64).prop_map(|(id, after_ms)| Write::Append { id, after_ms }),
+        6 => (
+            (0..IDS.len(), 0..=1500_i64),
+            (0..OBJECTS.len(), 0..=4_u64, prop::bool::weighted(0.2), any::<bool>()),
+        )
+            .prop_map(|((id, after_ms), (object, version, deleted, if_newer))| Write::Append {
+                id,
+                after_ms,
+                object,
+                version,
+                deleted,
+                if_newer,
+            }),
         2 => (0..CONSUMERS.len(), 0..=30_u64)
             .prop_map(|(name, committed)| Write::Save { name, committed }),
         1 => (0..CONSUMERS.len()).prop_map(|name| Write::Delete { name }),
