@@ -11,9 +11,9 @@
 
 use std::{
     path::Path,
-    sync::mpsc::{self, Receiver, SyncSender, TrySendError},
+    sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rusqlite::Connection;
@@ -60,16 +60,37 @@ impl Poke {
 /// Checkpoints after each poke, paced by [`MIN_INTERVAL`], until the writer is gone.
 fn run(conn: &Connection, pokes: &Receiver<()>) {
     while pokes.recv().is_ok() {
-        match checkpoint(conn) {
-            Ok(Progress::Busy) => tracing::debug!("Checkpoint skipped: another one is running"),
-            Ok(Progress::Copied { wal, copied }) => {
-                tracing::trace!(wal, copied, "Checkpoint done");
-            }
-            Err(error) => tracing::warn!(%error, "Checkpoint failed; will retry"),
+        checkpoint_and_trace(conn);
+        while rest(pokes) {
+            checkpoint_and_trace(conn);
         }
-        std::thread::sleep(MIN_INTERVAL);
     }
     tracing::debug!("Log checkpointer stopped");
+}
+
+/// Waits out [`MIN_INTERVAL`] after a checkpoint and says whether pokes came meanwhile. Stops
+/// waiting as soon as the writer is gone, so that [`Log::close`](super::Log::close), which joins
+/// this thread, does not wait out the interval too.
+fn rest(pokes: &Receiver<()>) -> bool {
+    let until = Instant::now() + MIN_INTERVAL;
+    let mut poked = false;
+    loop {
+        match pokes.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(()) => poked = true,
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return poked,
+        }
+    }
+}
+
+/// Runs [`checkpoint`] and traces what it did.
+fn checkpoint_and_trace(conn: &Connection) {
+    match checkpoint(conn) {
+        Ok(Progress::Busy) => tracing::debug!("Checkpoint skipped: another one is running"),
+        Ok(Progress::Copied { wal, copied }) => {
+            tracing::trace!(wal, copied, "Checkpoint done");
+        }
+        Err(error) => tracing::warn!(%error, "Checkpoint failed; will retry"),
+    }
 }
 
 /// What a checkpoint did.
@@ -122,14 +143,22 @@ mod tests {
     }
 
     #[test]
-    fn the_checkpointer_stops_when_its_poke_is_dropped() {
+    fn the_checkpointer_stops_when_its_poke_is_dropped_without_waiting_out_its_interval() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let _writer = schema::open_writer(&path, None).unwrap();
+        let writer = schema::open_writer(&path, None).unwrap();
+        // Nothing left to copy, so the checkpointer's checkpoints have no fsync to wait for.
+        writer
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
         let (poke, handle) = spawn(&path).unwrap();
         poke.poke();
         poke.poke();
+        let dropped = Instant::now();
         drop(poke);
         handle.join().unwrap();
+        // `Log::close` joins the checkpointer: it must not sleep out the interval first.
+        let waited = dropped.elapsed();
+        assert!(waited < MIN_INTERVAL, "the join took {waited:?}");
     }
 }
