@@ -48,6 +48,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(Message::CaughtUp(c)) => {
                 eprintln!("(caught up at #{}; live from here)", c.head_sequence)
             }
+            Some(Message::SnapshotEnd(end)) => eprintln!(
+                "(snapshot of {} objects, consistent at #{})",
+                end.objects, end.sequence
+            ),
             None => {}
         }
     }

@@ -6,15 +6,16 @@
 //! `object_id`, `type`, `object_version` and `deleted`); the closing count and the sequence the
 //! state is consistent at go to stderr.
 
-use clap::Args;
 use super::{
-    GrpcClientArgs, refused,
+    GrpcClientArgs,
     lines::{emit, json_line, text_line},
+    refused,
 };
 use crate::proto::{
     StartPosition, SubscribeRequest, event_stream_client::EventStreamClient,
     subscribe_response::Message,
 };
+use clap::Args;
 
 /// Flags of `clerk-bridge snapshot`.
 #[derive(Debug, Args)]
@@ -51,7 +52,11 @@ pub async fn run(args: SnapshotArgs) -> anyhow::Result<()> {
         include_tombstones: args.tombstones,
         ..SubscribeRequest::default()
     };
-    let mut stream = client.subscribe(request).await.map_err(refused)?.into_inner();
+    let mut stream = client
+        .subscribe(request)
+        .await
+        .map_err(refused)?
+        .into_inner();
     while let Some(response) = stream.message().await? {
         match response.message {
             Some(Message::Event(event)) => {

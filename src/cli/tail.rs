@@ -12,8 +12,9 @@ use clap::Args;
 use tonic::{Code, Status, transport::Channel};
 
 use super::{
-    GrpcClientArgs, refused,
+    GrpcClientArgs,
     lines::{emit, json_line, text_line},
+    refused,
 };
 use crate::proto::{
     StartPosition, SubscribeRequest, event_stream_client::EventStreamClient,

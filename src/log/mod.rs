@@ -53,8 +53,8 @@ use std::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use reader::{LogReader, ObjectCursor, StoredConsumer, StoredEvent, StoredObject};
-pub use state::ObjectRef;
 use recent::RecentEvents;
+pub use state::ObjectRef;
 use writer::{Request, Writer};
 
 /// Name of the database file inside the data directory.

@@ -66,7 +66,11 @@ impl ObjectRef {
 
 /// Records the event stored at `sequence` as its object's latest, when it wins under the version
 /// rule. Part of the append's transaction.
-pub(super) fn apply(tx: &Transaction<'_>, record: &NewRecord, sequence: i64) -> rusqlite::Result<()> {
+pub(super) fn apply(
+    tx: &Transaction<'_>,
+    record: &NewRecord,
+    sequence: i64,
+) -> rusqlite::Result<()> {
     let Some(object) = &record.object else {
         return Ok(());
     };

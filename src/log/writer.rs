@@ -8,8 +8,11 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    Appended, NewRecord, Positions, StoredEvent, WriteError, checkpoint::Poke,
-    recent::RecentEvents, retention, schema, state::{self, ObjectRef},
+    Appended, NewRecord, Positions, StoredEvent, WriteError,
+    checkpoint::Poke,
+    recent::RecentEvents,
+    retention, schema,
+    state::{self, ObjectRef},
 };
 
 /// Most requests applied in one transaction: bounds the time any one request waits for a batch.
@@ -338,4 +341,3 @@ fn save_consumer(
     .execute(params![name, committed, now_ms])?;
     Ok(())
 }
-

@@ -280,7 +280,10 @@ impl StreamTask {
     /// The encoded fields of a stored event; a corrupt one ends the stream with DATA_LOSS.
     fn fields(&self, stored: &StoredEvent) -> Result<bytes::Bytes, Stop> {
         record::fields(stored).map_err(|e| {
-            tracing::error!(sequence = stored.sequence, "Stored event is corrupt; ending the stream");
+            tracing::error!(
+                sequence = stored.sequence,
+                "Stored event is corrupt; ending the stream"
+            );
             Stop::Failed(Status::data_loss(e.to_string()))
         })
     }

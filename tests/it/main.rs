@@ -9,6 +9,7 @@ mod fixtures;
 mod lifecycle;
 mod operations;
 mod process;
+mod snapshot;
 mod subscription;
 mod support;
 mod webhooks;

@@ -17,7 +17,7 @@ use std::{
 use clerk_bridge::{
     Config, Listeners, RunError,
     proto::{
-        Event, Heartbeat, SubscribeRequest, SubscribeResponse,
+        Event, Heartbeat, StartPosition, SubscribeRequest, SubscribeResponse,
         event_stream_client::EventStreamClient, subscribe_response::Message,
     },
     run,
@@ -472,12 +472,20 @@ impl TestBridge {
         after_sequence: u64,
         event_types: &[&str],
     ) -> Result<Subscription, Status> {
-        let mut client = EventStreamClient::new(self.channel().await);
         let request = SubscribeRequest {
             after_sequence,
             event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
             ..SubscribeRequest::default()
         };
+        self.subscribe_with(request).await
+    }
+
+    /// Subscribes with `request` as given; the error status when the bridge refuses.
+    pub(crate) async fn subscribe_with(
+        &self,
+        request: SubscribeRequest,
+    ) -> Result<Subscription, Status> {
+        let mut client = EventStreamClient::new(self.channel().await);
         let response = within("the Subscribe answer", client.subscribe(request)).await?;
         Ok(Subscription {
             stream: response.into_inner(),
@@ -515,6 +523,19 @@ impl TestBridge {
         nothing.next_heartbeat().await.head_sequence
     }
 
+    /// The log's positions as a stream's start marker reports them: `(head, first retained)`.
+    pub(crate) async fn positions(&self) -> (u64, u64) {
+        let request = SubscribeRequest {
+            start: StartPosition::Latest.into(),
+            ..SubscribeRequest::default()
+        };
+        let mut latest = self.subscribe_with(request).await.unwrap();
+        match latest.next_message().await {
+            Ok(Some(Message::Start(start))) => (start.head_sequence, start.first_retained_sequence),
+            other => panic!("expected a start marker, got {other:?}"),
+        }
+    }
+
     /// Asserts the log is empty: a subscription after sequence 1 is ahead of its head.
     pub(crate) async fn assert_nothing_stored(&self) {
         self.assert_refused(1, &[], Code::OutOfRange).await;
@@ -544,6 +565,12 @@ impl TestBridge {
     /// ports).
     pub(crate) async fn restart(&mut self) {
         self.stop().await.expect("the bridge stopped cleanly");
+        self.start_again().await;
+    }
+
+    /// Starts a stopped bridge again on the same data directory and config (new ports).
+    pub(crate) async fn start_again(&mut self) {
+        assert!(self.task.is_none(), "the bridge is still running");
         let (http, grpc, shutdown, task) = launch(self.config.clone()).await;
         (self.http, self.grpc, self.shutdown, self.task) = (http, grpc, shutdown, Some(task));
     }

@@ -155,7 +155,10 @@ impl Model {
         if let Some((&sequence, _)) = retained {
             return Appended::Duplicate(sequence);
         }
-        let object = record.object.as_ref().expect("every model append has an object");
+        let object = record
+            .object
+            .as_ref()
+            .expect("every model append has an object");
         let key = (object.kind.clone(), object.id.clone());
         let current = self.objects.get(&key).cloned();
         let wins = match &current {
@@ -170,7 +173,12 @@ impl Model {
         self.head += 1;
         self.events.insert(self.head, record.clone());
         if wins {
-            let entry = (object.version, object.deleted, self.head, text(&record.event));
+            let entry = (
+                object.version,
+                object.deleted,
+                self.head,
+                text(&record.event),
+            );
             self.objects.insert(key, entry);
         }
         Appended::Stored(self.head)
@@ -378,7 +386,15 @@ fn check(log: &Log, reader: &LogReader, model: &Model) -> Result<(), TestCaseErr
         .objects_after(None, usize::MAX, true)
         .unwrap()
         .into_iter()
-        .map(|o| (o.kind, o.id, o.deleted, o.event.sequence, text(&o.event.event)))
+        .map(|o| {
+            (
+                o.kind,
+                o.id,
+                o.deleted,
+                o.event.sequence,
+                text(&o.event.event),
+            )
+        })
         .collect();
     prop_assert_eq!(objects, model.objects());
     // The cache may decline any read, but what it answers must match the disk.

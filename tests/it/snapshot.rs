@@ -1,0 +1,346 @@
+//! Snapshots: a stream that starts from the current state (the latest event of every object under
+//! the version rule), then a `snapshot_end` marker at S, then every event after S. The state
+//! survives retention, is rebuilt for a log written before it existed, and is what `clerk-bridge
+//! snapshot` prints.
+
+use std::collections::BTreeMap;
+
+use clerk_bridge::proto::{
+    CommitRequest, Event, EventSource, SnapshotEnd, StartPosition, SubscribeRequest,
+    event_stream_client::EventStreamClient, subscribe_response::Message,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    process,
+    support::{SECRET, Subscription, TestBridge, eventually, within},
+};
+
+/// A `user.*` webhook body about `id` at version `updated_at` (a deletion when the type says so).
+fn user_body(event_type: &str, id: &str, updated_at: i64, first_name: &str) -> String {
+    let data = if event_type == "user.deleted" {
+        json!({"object": "user", "id": id, "deleted": true})
+    } else {
+        json!({"object": "user", "id": id, "first_name": first_name,
+               "created_at": 1_700_000_000_000_i64, "updated_at": updated_at})
+    };
+    json!({"object": "event", "type": event_type, "timestamp": updated_at, "data": data})
+        .to_string()
+}
+
+fn snapshot_request(event_types: &[&str], include_tombstones: bool) -> SubscribeRequest {
+    SubscribeRequest {
+        start: StartPosition::Snapshot.into(),
+        event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
+        include_tombstones,
+        ..SubscribeRequest::default()
+    }
+}
+
+/// The snapshot's events and its end marker, after checking that the stream starts at S.
+async fn read_snapshot(subscription: &mut Subscription) -> (Vec<Event>, SnapshotEnd) {
+    let Ok(Some(Message::Start(start))) = subscription.next_message().await else {
+        panic!("a snapshot stream begins with a start marker");
+    };
+    let mut events = Vec::new();
+    loop {
+        match subscription.next_message().await {
+            Ok(Some(Message::Event(event))) => events.push(event),
+            Ok(Some(Message::SnapshotEnd(end))) => {
+                assert_eq!(end.sequence, start.after_sequence);
+                assert_eq!(end.objects, events.len() as u64);
+                assert!(events.iter().all(|e| e.sequence <= end.sequence));
+                return (events, end);
+            }
+            other => panic!("expected snapshot events, then its end; got {other:?}"),
+        }
+    }
+}
+
+/// (object id, type, first name) of each event, by object id.
+fn by_object(events: &[Event]) -> BTreeMap<String, (String, String)> {
+    events
+        .iter()
+        .map(|e| {
+            let body: Value = serde_json::from_str(&e.payload_json).unwrap();
+            let name = body["data"]["first_name"].as_str().unwrap_or("").to_owned();
+            (e.object_id.clone(), (e.r#type.clone(), name))
+        })
+        .collect()
+}
+
+/// Three users (one updated out of order, one deleted) and an organization.
+async fn deliver_history(bridge: &TestBridge) {
+    bridge
+        .post_new("msg_1", &user_body("user.created", "user_a", 1_000, "Ada"))
+        .await;
+    bridge
+        .post_new(
+            "msg_2",
+            &user_body("user.updated", "user_a", 3_000, "Ada L."),
+        )
+        .await;
+    // Late and stale: an older update arriving after a newer one changes no state.
+    bridge
+        .post_new(
+            "msg_3",
+            &user_body("user.updated", "user_a", 2_000, "stale"),
+        )
+        .await;
+    bridge
+        .post_new("msg_4", &user_body("user.created", "user_b", 1_000, "Bob"))
+        .await;
+    bridge
+        .post_new("msg_5", &user_body("user.deleted", "user_b", 5_000, ""))
+        .await;
+    // Deleted, then a late update: the tombstone stays.
+    bridge
+        .post_new(
+            "msg_6",
+            &user_body("user.updated", "user_b", 4_000, "zombie"),
+        )
+        .await;
+    let org = json!({"object": "event", "type": "organization.created", "timestamp": 1_000,
+                     "data": {"object": "organization", "id": "org_1", "name": "Acme",
+                              "created_at": 1_000, "updated_at": 1_000}});
+    bridge.post_new("msg_7", &org.to_string()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_holds_the_latest_event_of_every_live_object_then_streams_on() {
+    let bridge = TestBridge::start().await;
+    deliver_history(&bridge).await;
+
+    let mut subscription = bridge
+        .subscribe_with(snapshot_request(&[], false))
+        .await
+        .unwrap();
+    let (events, end) = read_snapshot(&mut subscription).await;
+    assert_eq!(end.sequence, 7);
+    let objects = by_object(&events);
+    assert_eq!(
+        objects,
+        BTreeMap::from([
+            (
+                "org_1".to_owned(),
+                ("organization.created".to_owned(), String::new())
+            ),
+            (
+                "user_a".to_owned(),
+                ("user.updated".to_owned(), "Ada L.".to_owned())
+            ),
+        ])
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.source == i32::from(EventSource::Webhook))
+    );
+
+    let after = bridge
+        .post_new("msg_8", &user_body("user.created", "user_c", 1_000, "Cy"))
+        .await;
+    let next = subscription.next_event().await;
+    assert_eq!((next.sequence, next.object_id.as_str()), (after, "user_c"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_and_filters_shape_a_snapshot() {
+    let bridge = TestBridge::start().await;
+    deliver_history(&bridge).await;
+
+    let mut with_tombstones = bridge
+        .subscribe_with(snapshot_request(&["user.*"], true))
+        .await
+        .unwrap();
+    let (events, _) = read_snapshot(&mut with_tombstones).await;
+    let objects = by_object(&events);
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    assert_eq!(objects["user_b"].0, "user.deleted");
+    assert!(events.iter().any(|e| e.deleted && e.object_id == "user_b"));
+
+    let mut organizations = bridge
+        .subscribe_with(snapshot_request(&["organization.*"], false))
+        .await
+        .unwrap();
+    let (events, end) = read_snapshot(&mut organizations).await;
+    assert_eq!(by_object(&events).keys().collect::<Vec<_>>(), ["org_1"]);
+    assert_eq!(end.objects, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_outlives_retention() {
+    let mut bridge = TestBridge::start_with(|c| {
+        c.retention.max_age = Some(std::time::Duration::from_millis(1));
+        c.retention_interval = std::time::Duration::from_millis(50);
+    })
+    .await;
+    deliver_history(&bridge).await;
+    eventually("retention to delete every event", || async {
+        let (_, first_retained) = bridge.positions().await;
+        (first_retained > 7).then_some(())
+    })
+    .await;
+    bridge.restart().await;
+    let mut subscription = bridge
+        .subscribe_with(snapshot_request(&[], false))
+        .await
+        .unwrap();
+    let (events, end) = read_snapshot(&mut subscription).await;
+    assert_eq!(end.sequence, 7);
+    assert_eq!(by_object(&events)["user_a"].1, "Ada L.");
+    // A plain stream from the start is out of range; the snapshot is how a newcomer starts.
+    bridge.assert_refused(1, &[], tonic::Code::OutOfRange).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_consumer_commits_the_snapshot_and_resumes_after_it() {
+    let bridge = TestBridge::start().await;
+    deliver_history(&bridge).await;
+    let request = SubscribeRequest {
+        consumer: "search".to_owned(),
+        max_in_flight: 1,
+        ..snapshot_request(&[], false)
+    };
+    let mut subscription = bridge.subscribe_with(request).await.unwrap();
+    // A window of one does not hold the snapshot back: its events are not in flight.
+    let (events, end) = read_snapshot(&mut subscription).await;
+    assert_eq!(events.len(), 2);
+    let mut client = EventStreamClient::new(bridge.channel().await);
+    client
+        .commit(CommitRequest {
+            consumer: "search".to_owned(),
+            sequence: end.sequence,
+        })
+        .await
+        .unwrap();
+    drop(subscription);
+
+    let next = bridge
+        .post_new("msg_9", &user_body("user.created", "user_d", 1_000, "Di"))
+        .await;
+    let resumed = eventually("the consumer's lease to be released", || async {
+        let request = SubscribeRequest {
+            consumer: "search".to_owned(),
+            ..SubscribeRequest::default()
+        };
+        bridge.subscribe_with(request).await.ok()
+    })
+    .await;
+    let mut resumed = resumed;
+    assert_eq!(resumed.next_event().await.sequence, next);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_taken_while_webhooks_arrive_misses_nothing() {
+    let bridge = std::sync::Arc::new(TestBridge::start().await);
+    for i in 0..50 {
+        let body = user_body("user.created", &format!("user_{i}"), 1_000, "v1");
+        bridge.post_new(&format!("msg_c{i}"), &body).await;
+    }
+    let writer = {
+        let bridge = bridge.clone();
+        tokio::spawn(async move {
+            for round in 0..4_i64 {
+                for i in 0..50 {
+                    let body = user_body(
+                        "user.updated",
+                        &format!("user_{i}"),
+                        2_000 + round,
+                        &format!("v{}", round + 2),
+                    );
+                    bridge.post_new(&format!("msg_u{round}_{i}"), &body).await;
+                }
+            }
+        })
+    };
+    let mut subscription = bridge
+        .subscribe_with(snapshot_request(&[], false))
+        .await
+        .unwrap();
+    let (snapshot, _) = read_snapshot(&mut subscription).await;
+    within("the writer", writer).await.unwrap();
+    let (head, _) = bridge.positions().await;
+
+    // Apply the snapshot, then the events after it, with the version rule.
+    let mut applied: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let mut apply = |event: &Event| {
+        let name = by_object(std::slice::from_ref(event))[&event.object_id]
+            .1
+            .clone();
+        let current = applied.entry(event.object_id.clone()).or_default();
+        if event.object_version > current.0 {
+            *current = (event.object_version, name);
+        }
+    };
+    snapshot.iter().for_each(&mut apply);
+    let mut last = snapshot.iter().map(|e| e.sequence).max().unwrap_or(0);
+    while last < head {
+        let event = subscription.next_event().await;
+        last = event.sequence;
+        apply(&event);
+    }
+    assert_eq!(applied.len(), 50);
+    assert!(
+        applied.values().all(|(_, name)| name == "v5"),
+        "{applied:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_from_before_the_state_is_migrated_on_open() {
+    let mut bridge = TestBridge::start().await;
+    deliver_history(&bridge).await;
+    bridge.stop().await.unwrap();
+    // What a log written by an older bridge looks like: no state, and not marked complete.
+    let db = rusqlite::Connection::open(bridge.data_dir().join("events.sqlite3")).unwrap();
+    db.execute_batch("DELETE FROM objects; PRAGMA user_version = 0;")
+        .unwrap();
+    drop(db);
+
+    bridge.start_again().await;
+    let mut subscription = bridge
+        .subscribe_with(snapshot_request(&[], true))
+        .await
+        .unwrap();
+    let (events, end) = read_snapshot(&mut subscription).await;
+    assert_eq!(end.sequence, 7);
+    let objects = by_object(&events);
+    assert_eq!(objects.len(), 3);
+    assert_eq!(objects["user_a"].1, "Ada L.");
+    assert_eq!(objects["user_b"].0, "user.deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_command_prints_one_json_object_per_object() {
+    let bridge = TestBridge::start().await;
+    deliver_history(&bridge).await;
+    let grpc = bridge.grpc.to_string();
+    let output = within(
+        "clerk-bridge snapshot",
+        process::clerk_bridge(
+            &[("CLERK_WEBHOOK_SIGNING_SECRET", SECRET)],
+            ["snapshot", "--json", "--tombstones", "--grpc-addr", &grpc],
+        )
+        .output(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        for key in ["object_id", "type", "object_version", "deleted", "source"] {
+            assert!(!line[key].is_null(), "{key} missing in {line}");
+        }
+    }
+    let deleted: Vec<_> = lines.iter().filter(|l| l["deleted"] == true).collect();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["object_id"], "user_b");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("3 objects, consistent at #7"), "{stderr}");
+}
