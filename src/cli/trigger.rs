@@ -632,8 +632,8 @@ impl Summary {
                 self.stored,
                 self.duplicates,
                 self.refused.len(),
-                millis(percentile(&self.latencies, 50)),
-                millis(percentile(&self.latencies, 99)),
+                millis(crate::stats::percentile(&self.latencies, 50)),
+                millis(crate::stats::percentile(&self.latencies, 99)),
             );
         }
         if self.refused.is_empty() {
@@ -649,15 +649,6 @@ impl Summary {
             self.refused.len()
         )
     }
-}
-
-/// The `p`th percentile of sorted `values` (zero when empty).
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (sorted.len() * p).div_ceil(100).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// A duration in fractional milliseconds.
@@ -758,15 +749,5 @@ mod tests {
         assert!(scalar.0.contains("data.first_name"), "{}", scalar.0);
         let missing = Template::try_from_args(&args(&["--file", "/no/such/file.json"]));
         assert!(missing.unwrap_err().0.contains("--file"));
-    }
-
-    #[test]
-    fn percentiles_pick_by_rank() {
-        let ms = |n| Duration::from_millis(n);
-        let sorted: Vec<Duration> = (1..=100).map(ms).collect();
-        assert_eq!(percentile(&sorted, 50), ms(50));
-        assert_eq!(percentile(&sorted, 99), ms(99));
-        assert_eq!(percentile(&[ms(7)], 99), ms(7));
-        assert_eq!(percentile(&[], 50), Duration::ZERO);
     }
 }
