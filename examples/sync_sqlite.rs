@@ -21,11 +21,7 @@
 //! The same consumer in Python and Node is in `examples/python/` and `examples/node/`; CI checks
 //! that the three end with identical databases (`examples/convergence/`).
 
-use std::{
-    hash::{BuildHasher, Hasher},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
 use clerk_bridge::proto::{
@@ -432,15 +428,7 @@ fn dump(db: &Connection) -> rusqlite::Result<()> {
 
 /// Between half and all of `backoff`, so restarted consumers do not reconnect in step.
 fn jittered(backoff: Duration) -> Duration {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::UNIX_EPOCH
-            .elapsed()
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    let fraction = 0.5 + (hasher.finish() % 1000) as f64 / 2000.0;
-    backoff.mul_f64(fraction)
+    backoff.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

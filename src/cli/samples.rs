@@ -7,11 +7,6 @@
 //! organization in Clerk's examples), so references inside the payload still match. The envelope's
 //! `instance_id` is kept: it names your Clerk instance, not the object.
 
-use std::{
-    hash::{BuildHasher, Hasher},
-    sync::atomic::{AtomicU64, Ordering},
-};
-
 use serde_json::Value;
 
 /// `(event type, body)` of every built-in sample.
@@ -84,55 +79,36 @@ const RANDOM_PART_LEN: usize = 27;
 /// The prefix of ids that name the Clerk instance: never refreshed.
 const INSTANCE_PREFIX: &str = "ins";
 
-/// Makes random-looking id parts (not cryptographic: they only need to be unique).
+/// Makes random-looking id parts (not cryptographic: they only need to be unique, and a repeated
+/// message id would be stored once and answered as a duplicate).
 #[derive(Debug)]
 pub struct Ids {
-    /// SplitMix64 state.
-    state: u64,
+    /// The generator behind every random character.
+    rng: fastrand::Rng,
 }
 
 // === impl Ids ===
 
 impl Ids {
-    /// A generator seeded from the process's random hasher keys, the time and a process-wide counter,
-    /// so two calls, two processes and two runs differ.
+    /// A generator seeded afresh by `fastrand` (from the clock and the thread), so two calls, two
+    /// processes and two runs differ.
     pub fn new() -> Self {
-        static CALLS: AtomicU64 = AtomicU64::new(0);
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_i64(crate::clock::now_ms());
-        hasher.write_u32(std::process::id());
-        hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
-        if let Ok(elapsed) = std::time::UNIX_EPOCH.elapsed() {
-            hasher.write_u32(elapsed.subsec_nanos());
-        }
         Ids {
-            state: hasher.finish(),
+            rng: fastrand::Rng::new(),
         }
     }
 
     /// A generator that repeats: for tests.
     pub fn from_seed(seed: u64) -> Self {
-        Ids { state: seed }
-    }
-
-    /// The next 64 random bits (SplitMix64).
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Ids {
+            rng: fastrand::Rng::with_seed(seed),
+        }
     }
 
     /// A new random part: 27 characters of `[0-9A-Za-z]`, like Clerk's.
     pub fn random_part(&mut self) -> String {
-        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
         (0..RANDOM_PART_LEN)
-            .map(|_| {
-                // The remainder is below 62, so the index is in range and the cast cannot truncate.
-                let index = (self.next_u64() % ALPHABET.len() as u64) as usize;
-                char::from(ALPHABET[index])
-            })
+            .map(|_| self.rng.alphanumeric())
             .collect()
     }
 
@@ -467,6 +443,9 @@ mod tests {
         assert_ne!(Ids::new().message_id(), Ids::new().message_id());
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()) && a.len() == RANDOM_PART_LEN);
         assert!(ids.message_id().starts_with("msg_"));
+        let seeded = |seed| Ids::from_seed(seed).message_id();
+        assert_eq!(seeded(7), seeded(7), "a seed repeats");
+        assert_ne!(seeded(7), seeded(8));
     }
 
     #[test]
