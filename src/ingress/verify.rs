@@ -201,7 +201,6 @@ impl Verifier {
         body: &[u8],
         enforce_tolerance: bool,
     ) -> Result<(), VerifyError> {
-        let mut outcome = Err(VerifyError::InvalidSignature);
         for webhook in &self.webhooks {
             let result = if enforce_tolerance {
                 webhook.verify(body, headers)
@@ -215,9 +214,8 @@ impl Verifier {
                 // Header and timestamp problems do not depend on the secret.
                 Err(other) => return Err(other),
             }
-            outcome = Err(VerifyError::InvalidSignature);
         }
-        outcome
+        Err(VerifyError::InvalidSignature)
     }
 
     fn verified(&self, headers: &HeaderMap, body: Bytes) -> Result<VerifiedWebhook, VerifyError> {
