@@ -80,7 +80,7 @@ const TABLES: [(&str, &[&str]); 3] = [
     ),
 ];
 
-/// Flags.
+/// Where the bridge and the database are, and the consumer's name at the bridge.
 #[derive(Debug, Parser)]
 #[command(about = "Keep users, organizations and memberships in a SQLite file in sync with Clerk")]
 struct Args {
@@ -133,13 +133,14 @@ impl From<rusqlite::Error> for Stop {
 /// One row to upsert.
 #[derive(Debug)]
 struct Row {
-    /// Its table.
+    /// One of the tables of [`TABLES`].
     table: &'static str,
     /// The Clerk id.
     id: String,
-    /// `object_version`.
+    /// The event's `object_version`: it replaces a stored row only when newer (or equal, for a
+    /// delete).
     version: i64,
-    /// Tombstone.
+    /// A delete: the row stays as a tombstone, so a late create cannot bring the object back.
     deleted: bool,
     /// Data columns in [`TABLES`] order; all `None` on a tombstone.
     values: Vec<Option<String>>,

@@ -99,9 +99,9 @@ impl Interceptor for TokenCheck {
 pub struct TlsError {
     /// The flag naming the file.
     pub flag: &'static str,
-    /// The file.
+    /// The path as configured, for the message.
     pub path: String,
-    /// The cause.
+    /// Why reading failed (missing, permission denied...).
     pub source: std::io::Error,
 }
 

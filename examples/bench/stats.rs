@@ -14,9 +14,9 @@ pub(crate) struct Latencies {
 /// Percentiles of a set of latencies.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Summary {
-    /// Median.
+    /// Half the samples took at most this.
     pub(crate) p50: Duration,
-    /// 99th percentile.
+    /// 99% of the samples took at most this.
     pub(crate) p99: Duration,
 }
 
@@ -30,7 +30,7 @@ impl Latencies {
         }
     }
 
-    /// Records one sample.
+    /// Records one sample, in whole microseconds (over `u32::MAX`, about 71 minutes, saturates).
     pub(crate) fn record(&mut self, latency: Duration) {
         self.micros
             .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));

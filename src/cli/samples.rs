@@ -83,7 +83,7 @@ const INSTANCE_PREFIX: &str = "ins";
 /// message id would be stored once and answered as a duplicate).
 #[derive(Debug)]
 pub struct Ids {
-    /// The generator behind every random character.
+    /// Seeded once; every character of every id comes from it, so a seed fixes them all.
     rng: fastrand::Rng,
 }
 
@@ -204,16 +204,16 @@ enum Step {
 pub struct Edit {
     /// The path as typed, for messages.
     path: String,
-    /// Its steps.
+    /// The path split at dots and brackets: what [`Edit::apply`] walks.
     steps: Vec<Step>,
-    /// The new value.
+    /// What [`Edit::apply`] puts there: the text as JSON when it parses, else as a string.
     value: Value,
 }
 
 /// Why a `--set` edit is unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EditError {
-    /// No `=`.
+    /// No `=` between the path and the value.
     #[error("invalid --set {0:?}: expected PATH=VALUE, e.g. data.first_name=Ada")]
     NoEquals(String),
     /// An empty or malformed path.
@@ -228,7 +228,7 @@ pub enum EditError {
         path: String,
         /// The part of the path that exists.
         at: String,
-        /// What it is.
+        /// What that part is (`a string`, `null`...), for the message.
         kind: &'static str,
     },
     /// A field name where the path reaches an array.
@@ -246,7 +246,7 @@ pub enum EditError {
         path: String,
         /// The array's path.
         at: String,
-        /// Its length.
+        /// Its length, for the message (an index equal to it appends).
         len: usize,
     },
 }

@@ -155,9 +155,9 @@ enum Source {
     Sample(Value),
     /// A file: its text, and its JSON when it is JSON.
     File {
-        /// The verbatim text.
+        /// The verbatim text: sent byte for byte when nothing is refreshed or edited.
         text: String,
-        /// The text parsed, when it parses.
+        /// The text parsed, when it is a JSON object: what --refresh and --set edit.
         json: Option<Value>,
     },
 }
@@ -167,7 +167,7 @@ enum Source {
 struct Outgoing {
     /// The `svix-id`.
     msg_id: String,
-    /// The body.
+    /// What is signed and sent, byte for byte (a --file need not be JSON).
     body: String,
     /// Its `type`, for the output line.
     event_type: String,
@@ -288,13 +288,13 @@ struct Plan {
     fixed: Option<Outgoing>,
     /// Where to send.
     target: Target,
-    /// The signer.
+    /// Signs with the first secret of the list.
     webhook: Webhook,
     /// How many events.
     count: u64,
     /// Events per second, if paced.
     rate: Option<f64>,
-    /// Connections.
+    /// Senders, each with its own connection and one request in flight.
     concurrency: u16,
     /// No line per event.
     quiet: bool,
@@ -449,7 +449,7 @@ async fn send_all(plan: Arc<Plan>) -> anyhow::Result<Summary> {
 
 /// One connection's worth of sending.
 struct Sender {
-    /// The run.
+    /// The run, shared by every sender.
     plan: Arc<Plan>,
     /// Index of the next event to send, shared by the senders.
     next: Arc<AtomicU64>,
