@@ -21,11 +21,7 @@
 //! The same consumer in Python and Node is in `examples/python/` and `examples/node/`; CI checks
 //! that the three end with identical databases (`examples/convergence/`).
 
-use std::{
-    hash::{BuildHasher, Hasher},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
 use clerk_bridge::proto::{
@@ -84,7 +80,7 @@ const TABLES: [(&str, &[&str]); 3] = [
     ),
 ];
 
-/// Flags.
+/// Where the bridge and the database are, and the consumer's name at the bridge.
 #[derive(Debug, Parser)]
 #[command(about = "Keep users, organizations and memberships in a SQLite file in sync with Clerk")]
 struct Args {
@@ -137,13 +133,14 @@ impl From<rusqlite::Error> for Stop {
 /// One row to upsert.
 #[derive(Debug)]
 struct Row {
-    /// Its table.
+    /// One of the tables of [`TABLES`].
     table: &'static str,
     /// The Clerk id.
     id: String,
-    /// `object_version`.
+    /// The event's `object_version`: it replaces a stored row only when newer (or equal, for a
+    /// delete).
     version: i64,
-    /// Tombstone.
+    /// A delete: the row stays as a tombstone, so a late create cannot bring the object back.
     deleted: bool,
     /// Data columns in [`TABLES`] order; all `None` on a tombstone.
     values: Vec<Option<String>>,
@@ -432,15 +429,7 @@ fn dump(db: &Connection) -> rusqlite::Result<()> {
 
 /// Between half and all of `backoff`, so restarted consumers do not reconnect in step.
 fn jittered(backoff: Duration) -> Duration {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::UNIX_EPOCH
-            .elapsed()
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    let fraction = 0.5 + (hasher.finish() % 1000) as f64 / 2000.0;
-    backoff.mul_f64(fraction)
+    backoff.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -3,6 +3,7 @@
 
 use std::{fmt, sync::Arc};
 
+use subtle::ConstantTimeEq as _;
 use tonic::{
     Request, Status,
     service::Interceptor,
@@ -18,6 +19,16 @@ const BEARER: &str = "Bearer ";
 
 /// A bearer token. Its `Debug` output never shows it.
 pub struct Token(Vec<u8>);
+
+// === impl Token ===
+
+impl Token {
+    /// Whether `presented` is this token, compared in time that does not depend on where they
+    /// differ (`subtle`), so the token cannot be guessed byte by byte.
+    fn matches(&self, presented: &[u8]) -> bool {
+        self.0.ct_eq(presented).into()
+    }
+}
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -61,8 +72,8 @@ impl TokenCheck {
             return false;
         };
         // A token rotated in the file is honoured on first use, not at the next poll.
-        constant_time_eq(&file.current().0, presented)
-            || (file.reload_if_changed() && constant_time_eq(&file.current().0, presented))
+        file.current().matches(presented)
+            || (file.reload_if_changed() && file.current().matches(presented))
     }
 }
 
@@ -82,20 +93,15 @@ impl Interceptor for TokenCheck {
     }
 }
 
-/// Compares in time that depends only on the lengths, so a token cannot be guessed byte by byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read --{flag} {path}: {source}")]
 pub struct TlsError {
     /// The flag naming the file.
     pub flag: &'static str,
-    /// The file.
+    /// The path as configured, for the message.
     pub path: String,
-    /// The cause.
+    /// Why reading failed (missing, permission denied...).
     pub source: std::io::Error,
 }
 
@@ -129,9 +135,11 @@ mod tests {
 
     #[test]
     fn tokens_compare_exactly() {
-        assert!(constant_time_eq(b"secret-token", b"secret-token"));
-        assert!(!constant_time_eq(b"secret-token", b"secret-tokeN"));
-        assert!(!constant_time_eq(b"secret-token", b"secret"));
+        let token = parse_token("secret-token").unwrap();
+        assert!(token.matches(b"secret-token"));
+        assert!(!token.matches(b"secret-tokeN"));
+        assert!(!token.matches(b"secret"));
+        assert!(!token.matches(b"secret-token2"));
         assert!(parse_token(" \n").is_err());
         assert_eq!(parse_token(" abc \n").unwrap().0, b"abc");
         assert!(!format!("{:?}", parse_token("abc").unwrap()).contains("abc"));

@@ -16,6 +16,7 @@ pub mod proto;
 pub mod record;
 pub mod server;
 pub mod shutdown;
+pub mod stats;
 pub mod subscription;
 pub mod telemetry;
 pub mod watched_file;

@@ -20,8 +20,12 @@ use tokio_util::sync::CancellationToken;
 /// What identifies one version of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Fingerprint {
+    /// Last modification, where the filesystem records one.
     modified: Option<SystemTime>,
+    /// Length in bytes.
     len: u64,
+    /// Changes when the file is replaced by a rename (as Kubernetes does), even when the time and
+    /// length happen to match.
     inode: u64,
 }
 
@@ -31,9 +35,9 @@ pub type Parse<T> = fn(&str) -> Result<T, String>;
 /// The current value of a watched file.
 #[derive(Debug)]
 pub struct WatchedFile<T> {
-    /// The file.
+    /// As configured; symlinks are followed afresh on every check.
     path: PathBuf,
-    /// How to read it.
+    /// Run on every changed version; an error keeps the previous value.
     parse: Parse<T>,
     /// The value and the fingerprint of the file it came from.
     current: Mutex<(Arc<T>, Option<Fingerprint>)>,

@@ -42,16 +42,16 @@ pub(crate) fn build_release() -> Result<PathBuf, BenchError> {
     Ok(bin)
 }
 
-/// A running bridge.
+/// A `clerk-bridge serve` process this benchmark started and owns.
 #[derive(Debug)]
 pub(crate) struct Bridge {
     /// The child; killed when dropped.
     child: Child,
-    /// Its process id.
+    /// Its process id: `/proc/<pid>/` reports its memory and CPU time.
     pid: u32,
-    /// Its webhook address.
+    /// Its webhook listener: loopback, on the port the kernel chose (read from its log).
     pub(crate) http: SocketAddr,
-    /// Its gRPC address.
+    /// Its gRPC listener, found the same way.
     pub(crate) grpc: SocketAddr,
 }
 
@@ -111,7 +111,7 @@ impl Bridge {
         })
     }
 
-    /// Its memory now.
+    /// Its memory now, from `/proc/<pid>/status`.
     pub(crate) fn memory(&self) -> Result<Memory, BenchError> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
         let kib = |key: &str| {

@@ -31,7 +31,7 @@ const HEAD_END: &[u8] = b"\r\n\r\n";
 /// One signed webhook, ready to write.
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared {
-    /// Its `svix-id`.
+    /// Its `svix-id`: the key of [`SentAt`], to match a delivery to its send.
     pub(crate) id: Bytes,
     /// The whole HTTP request.
     pub(crate) request: Bytes,
@@ -230,7 +230,7 @@ async fn join(
 /// A keep-alive HTTP/1.1 connection with one request in flight at a time.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    /// The socket.
+    /// The socket, with `TCP_NODELAY` so each small request leaves at once.
     stream: TcpStream,
     /// Bytes read and not yet parsed.
     buf: BytesMut,

@@ -64,7 +64,7 @@ pub(crate) enum BenchError {
     /// Something around the measurement failed (build, process, protocol).
     #[error("{0}")]
     Setup(String),
-    /// An I/O error.
+    /// A socket, a child process or a `/proc` file failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     /// Signing a webhook failed.
@@ -109,7 +109,8 @@ impl Plan {
         e2e_rate: 1_000,
         catch_up: 200_000,
     };
-    /// The smoke run.
+    /// The smoke run (`--quick`, about 15 seconds): a check that the benchmark works, not a
+    /// measurement.
     const QUICK: Plan = Plan {
         fsync: Duration::from_millis(500),
         single: Duration::from_secs(1),

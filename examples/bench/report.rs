@@ -24,7 +24,8 @@ const TARGET_IDLE_KIB: u64 = 20 * 1024;
 /// Peak RSS under any load must stay under this, in KiB.
 const TARGET_PEAK_KIB: u64 = 64 * 1024;
 
-/// An ingest run.
+/// What one closed-loop ingest run measured: each connection sends its next webhook as soon as
+/// the previous one is answered.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ingest {
     /// Webhooks answered 200 as newly stored.
@@ -43,7 +44,7 @@ pub(crate) struct Ingest {
     pub(crate) peak: Memory,
 }
 
-/// The deduplication check.
+/// The deduplication check: the first webhooks of the burst sent again (same ids, signed anew).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dedup {
     /// Webhooks sent again.
@@ -54,7 +55,7 @@ pub(crate) struct Dedup {
     pub(crate) head_moved: bool,
 }
 
-/// The fan-out run.
+/// The fan-out run: a burst while live subscribers stream every event.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FanOut {
     /// Live subscribers.
@@ -91,7 +92,7 @@ pub(crate) struct EndToEnd {
     pub(crate) stored: usize,
     /// Webhooks answered otherwise.
     pub(crate) failed: usize,
-    /// Achieved rate.
+    /// Stored webhooks per second actually achieved (the plan asks for [`Plan::e2e_rate`]).
     pub(crate) per_sec: f64,
     /// Send → 2xx.
     pub(crate) ack: Summary,
@@ -101,7 +102,7 @@ pub(crate) struct EndToEnd {
     pub(crate) peak: Memory,
 }
 
-/// The catch-up run.
+/// The catch-up run: one new subscriber replays the last stored events.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CatchUp {
     /// Events replayed.
@@ -119,7 +120,7 @@ pub(crate) struct CatchUp {
 pub(crate) struct Report {
     /// (load generator CPU, bridge CPU) when pinned.
     pub(crate) cpus: Option<(usize, usize)>,
-    /// Size of one webhook body.
+    /// Size of one webhook body, in bytes (every body is about the same size).
     pub(crate) body_bytes: usize,
     /// Bare fsync on the data directory, before the bridge starts.
     pub(crate) floor: Floor,
@@ -141,7 +142,7 @@ pub(crate) struct Report {
     pub(crate) end_to_end: Option<EndToEnd>,
     /// The run that filled the log for catch-up, if one was needed.
     pub(crate) fill: Option<Ingest>,
-    /// The catch-up run.
+    /// Replay of stored events to one subscriber.
     pub(crate) catch_up: Option<CatchUp>,
     /// The log's head at the end.
     pub(crate) head: u64,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use clerk_bridge::stats::percentile;
+
 /// Latencies of one phase, in microseconds.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Latencies {
@@ -12,9 +14,9 @@ pub(crate) struct Latencies {
 /// Percentiles of a set of latencies.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Summary {
-    /// Median.
+    /// Half the samples took at most this.
     pub(crate) p50: Duration,
-    /// 99th percentile.
+    /// 99% of the samples took at most this.
     pub(crate) p99: Duration,
 }
 
@@ -28,7 +30,7 @@ impl Latencies {
         }
     }
 
-    /// Records one sample.
+    /// Records one sample, in whole microseconds (over `u32::MAX`, about 71 minutes, saturates).
     pub(crate) fn record(&mut self, latency: Duration) {
         self.micros
             .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
@@ -39,23 +41,15 @@ impl Latencies {
         self.micros.extend(other.micros);
     }
 
-    /// Sorts the samples and reads the percentiles.
+    /// Sorts the samples and reads the percentiles (nearest rank, as `clerk-bridge trigger` does;
+    /// zero without samples).
     pub(crate) fn summary(mut self) -> Summary {
         self.micros.sort_unstable();
+        let at = |p| Duration::from_micros(u64::from(percentile(&self.micros, p)));
         Summary {
-            p50: self.percentile(0.50),
-            p99: self.percentile(0.99),
+            p50: at(50),
+            p99: at(99),
         }
-    }
-
-    /// The sample at rank `p` (0..=1) of the sorted samples; zero when there are none.
-    fn percentile(&self, p: f64) -> Duration {
-        let Some(last) = self.micros.len().checked_sub(1) else {
-            return Duration::ZERO;
-        };
-        // Ranks are small (at most a few million), so the float round trip is exact enough.
-        let rank = ((last as f64) * p).round() as usize;
-        Duration::from_micros(u64::from(self.micros[rank.min(last)]))
     }
 }
 

@@ -17,7 +17,7 @@ use crate::{
     stats::Latencies,
 };
 
-/// The Subscribe method.
+/// gRPC path of `EventStream.Subscribe`, called directly so responses decode as [`LiteResponse`].
 const SUBSCRIBE: &str = "/clerk.bridge.v1.EventStream/Subscribe";
 
 /// `clerk.bridge.v1.SubscribeResponse`, reduced to what the benchmark reads.
@@ -31,13 +31,13 @@ pub(crate) struct LiteResponse {
 /// `SubscribeResponse.message`, reduced.
 #[derive(Clone, PartialEq, prost::Oneof)]
 enum LiteMessage {
-    /// An event.
+    /// An event: counted, checked for gaps, timed.
     #[prost(message, tag = "1")]
     Event(LiteEvent),
-    /// The start marker.
+    /// First on every stream: where it starts, and the head then.
     #[prost(message, tag = "3")]
     Start(LiteStart),
-    /// The caught-up marker.
+    /// Everything stored when the stream started has been sent; what follows is live.
     #[prost(message, tag = "4")]
     CaughtUp(LiteCaughtUp),
 }
@@ -45,7 +45,7 @@ enum LiteMessage {
 /// `clerk.bridge.v1.Event`: sequence and event id only.
 #[derive(Clone, PartialEq, prost::Message)]
 struct LiteEvent {
-    /// The event's sequence.
+    /// Its position in the log: one more than the previous event's, unless there is a gap.
     #[prost(uint64, tag = "1")]
     sequence: u64,
     /// The `svix-id` (a string on the wire; read as bytes to skip the UTF-8 check).
@@ -75,7 +75,7 @@ struct LiteCaughtUp {
 /// An open subscription.
 #[derive(Debug)]
 pub(crate) struct Subscription {
-    /// The response stream.
+    /// The server's responses, decoded as [`LiteResponse`].
     stream: Streaming<LiteResponse>,
     /// The sequence of the last event received (from the start marker until the first event).
     newest: u64,
@@ -86,7 +86,7 @@ pub(crate) struct Subscription {
 /// When a subscriber received how many events.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Received {
-    /// Events received.
+    /// Events read by one call (markers do not count).
     pub(crate) events: usize,
     /// When the last one arrived.
     pub(crate) last_at: Instant,

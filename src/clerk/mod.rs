@@ -56,7 +56,7 @@ pub const FINAL_VERSION: u64 = i64::MAX.unsigned_abs();
 /// Why a verified webhook body cannot become an [`Event`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// The body is not valid JSON.
+    /// The body does not parse as JSON (empty, truncated...); deep nesting alone never causes this.
     #[error("webhook body is not valid JSON")]
     NotJson,
     /// The body is JSON, but its top level is not an object.

@@ -7,11 +7,6 @@
 //! organization in Clerk's examples), so references inside the payload still match. The envelope's
 //! `instance_id` is kept: it names your Clerk instance, not the object.
 
-use std::{
-    hash::{BuildHasher, Hasher},
-    sync::atomic::{AtomicU64, Ordering},
-};
-
 use serde_json::Value;
 
 /// `(event type, body)` of every built-in sample.
@@ -84,55 +79,36 @@ const RANDOM_PART_LEN: usize = 27;
 /// The prefix of ids that name the Clerk instance: never refreshed.
 const INSTANCE_PREFIX: &str = "ins";
 
-/// Makes random-looking id parts (not cryptographic: they only need to be unique).
+/// Makes random-looking id parts (not cryptographic: they only need to be unique, and a repeated
+/// message id would be stored once and answered as a duplicate).
 #[derive(Debug)]
 pub struct Ids {
-    /// SplitMix64 state.
-    state: u64,
+    /// Seeded once; every character of every id comes from it, so a seed fixes them all.
+    rng: fastrand::Rng,
 }
 
 // === impl Ids ===
 
 impl Ids {
-    /// A generator seeded from the process's random hasher keys, the time and a process-wide counter,
-    /// so two calls, two processes and two runs differ.
+    /// A generator seeded afresh by `fastrand` (from the clock and the thread), so two calls, two
+    /// processes and two runs differ.
     pub fn new() -> Self {
-        static CALLS: AtomicU64 = AtomicU64::new(0);
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_i64(crate::clock::now_ms());
-        hasher.write_u32(std::process::id());
-        hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
-        if let Ok(elapsed) = std::time::UNIX_EPOCH.elapsed() {
-            hasher.write_u32(elapsed.subsec_nanos());
-        }
         Ids {
-            state: hasher.finish(),
+            rng: fastrand::Rng::new(),
         }
     }
 
     /// A generator that repeats: for tests.
     pub fn from_seed(seed: u64) -> Self {
-        Ids { state: seed }
-    }
-
-    /// The next 64 random bits (SplitMix64).
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Ids {
+            rng: fastrand::Rng::with_seed(seed),
+        }
     }
 
     /// A new random part: 27 characters of `[0-9A-Za-z]`, like Clerk's.
     pub fn random_part(&mut self) -> String {
-        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
         (0..RANDOM_PART_LEN)
-            .map(|_| {
-                // The remainder is below 62, so the index is in range and the cast cannot truncate.
-                let index = (self.next_u64() % ALPHABET.len() as u64) as usize;
-                char::from(ALPHABET[index])
-            })
+            .map(|_| self.rng.alphanumeric())
             .collect()
     }
 
@@ -228,16 +204,16 @@ enum Step {
 pub struct Edit {
     /// The path as typed, for messages.
     path: String,
-    /// Its steps.
+    /// The path split at dots and brackets: what [`Edit::apply`] walks.
     steps: Vec<Step>,
-    /// The new value.
+    /// What [`Edit::apply`] puts there: the text as JSON when it parses, else as a string.
     value: Value,
 }
 
 /// Why a `--set` edit is unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EditError {
-    /// No `=`.
+    /// No `=` between the path and the value.
     #[error("invalid --set {0:?}: expected PATH=VALUE, e.g. data.first_name=Ada")]
     NoEquals(String),
     /// An empty or malformed path.
@@ -252,7 +228,7 @@ pub enum EditError {
         path: String,
         /// The part of the path that exists.
         at: String,
-        /// What it is.
+        /// What that part is (`a string`, `null`...), for the message.
         kind: &'static str,
     },
     /// A field name where the path reaches an array.
@@ -270,7 +246,7 @@ pub enum EditError {
         path: String,
         /// The array's path.
         at: String,
-        /// Its length.
+        /// Its length, for the message (an index equal to it appends).
         len: usize,
     },
 }
@@ -467,6 +443,9 @@ mod tests {
         assert_ne!(Ids::new().message_id(), Ids::new().message_id());
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()) && a.len() == RANDOM_PART_LEN);
         assert!(ids.message_id().starts_with("msg_"));
+        let seeded = |seed| Ids::from_seed(seed).message_id();
+        assert_eq!(seeded(7), seeded(7), "a seed repeats");
+        assert_ne!(seeded(7), seeded(8));
     }
 
     #[test]

@@ -155,9 +155,9 @@ enum Source {
     Sample(Value),
     /// A file: its text, and its JSON when it is JSON.
     File {
-        /// The verbatim text.
+        /// The verbatim text: sent byte for byte when nothing is refreshed or edited.
         text: String,
-        /// The text parsed, when it parses.
+        /// The text parsed, when it is a JSON object: what --refresh and --set edit.
         json: Option<Value>,
     },
 }
@@ -167,7 +167,7 @@ enum Source {
 struct Outgoing {
     /// The `svix-id`.
     msg_id: String,
-    /// The body.
+    /// What is signed and sent, byte for byte (a --file need not be JSON).
     body: String,
     /// Its `type`, for the output line.
     event_type: String,
@@ -288,13 +288,13 @@ struct Plan {
     fixed: Option<Outgoing>,
     /// Where to send.
     target: Target,
-    /// The signer.
+    /// Signs with the first secret of the list.
     webhook: Webhook,
     /// How many events.
     count: u64,
     /// Events per second, if paced.
     rate: Option<f64>,
-    /// Connections.
+    /// Senders, each with its own connection and one request in flight.
     concurrency: u16,
     /// No line per event.
     quiet: bool,
@@ -449,7 +449,7 @@ async fn send_all(plan: Arc<Plan>) -> anyhow::Result<Summary> {
 
 /// One connection's worth of sending.
 struct Sender {
-    /// The run.
+    /// The run, shared by every sender.
     plan: Arc<Plan>,
     /// Index of the next event to send, shared by the senders.
     next: Arc<AtomicU64>,
@@ -632,8 +632,8 @@ impl Summary {
                 self.stored,
                 self.duplicates,
                 self.refused.len(),
-                millis(percentile(&self.latencies, 50)),
-                millis(percentile(&self.latencies, 99)),
+                millis(crate::stats::percentile(&self.latencies, 50)),
+                millis(crate::stats::percentile(&self.latencies, 99)),
             );
         }
         if self.refused.is_empty() {
@@ -649,15 +649,6 @@ impl Summary {
             self.refused.len()
         )
     }
-}
-
-/// The `p`th percentile of sorted `values` (zero when empty).
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (sorted.len() * p).div_ceil(100).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// A duration in fractional milliseconds.
@@ -758,15 +749,5 @@ mod tests {
         assert!(scalar.0.contains("data.first_name"), "{}", scalar.0);
         let missing = Template::try_from_args(&args(&["--file", "/no/such/file.json"]));
         assert!(missing.unwrap_err().0.contains("--file"));
-    }
-
-    #[test]
-    fn percentiles_pick_by_rank() {
-        let ms = |n| Duration::from_millis(n);
-        let sorted: Vec<Duration> = (1..=100).map(ms).collect();
-        assert_eq!(percentile(&sorted, 50), ms(50));
-        assert_eq!(percentile(&sorted, 99), ms(99));
-        assert_eq!(percentile(&[ms(7)], 99), ms(7));
-        assert_eq!(percentile(&[], 50), Duration::ZERO);
     }
 }

@@ -99,7 +99,7 @@ fn unstored_reason(error: &WriteError) -> &'static str {
     }
 }
 
-/// A JSON response.
+/// `body` as a `status` response with `content-type: application/json`.
 pub(super) fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;

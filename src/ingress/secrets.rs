@@ -11,7 +11,7 @@ use crate::watched_file::WatchedFile;
 /// Where the verifier comes from.
 #[derive(Debug)]
 pub enum SigningSecrets {
-    /// Secrets given at start.
+    /// Secrets given inline at start (flag or environment): fixed until restart.
     Fixed(Verifier),
     /// Secrets from a file, read again when it changes.
     File(Arc<WatchedFile<Verifier>>),

@@ -19,17 +19,17 @@ const MAX_ID_LEN: usize = 256;
 /// One signing secret (`whsec_<base64>`), decoded. Its `Debug` output never shows the key.
 #[derive(Clone)]
 pub struct SigningSecret {
-    /// The HMAC key.
+    /// The HMAC-SHA256 key: the base64 after `whsec_`, decoded.
     key: Vec<u8>,
 }
 
 /// Why a signing secret is unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidSecret {
-    /// Nothing after the prefix.
+    /// Nothing after the prefix, or nothing once decoded.
     #[error("a signing secret is empty")]
     Empty,
-    /// Not base64.
+    /// The part after the prefix does not decode even leniently (padding optional).
     #[error("a signing secret is not base64 (expected whsec_ followed by base64)")]
     NotBase64,
 }
@@ -125,7 +125,7 @@ impl VerifiedWebhook {
 /// Why a webhook was rejected. Each maps to 401 with a short reason.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyError {
-    /// A signature header is missing.
+    /// `svix-id`, `svix-timestamp` or `svix-signature` is absent (and so is its `webhook-` form).
     #[error("missing webhook signature headers")]
     MissingHeaders,
     /// The timestamp header is not a unix time.
@@ -137,7 +137,8 @@ pub enum VerifyError {
     /// No configured secret produced any of the signatures.
     #[error("invalid webhook signature")]
     InvalidSignature,
-    /// The message id is unusable as an idempotency key.
+    /// The message id is empty, longer than 256 bytes or not visible ASCII: unusable as an
+    /// idempotency key.
     #[error("invalid webhook id")]
     InvalidId,
 }
@@ -201,7 +202,6 @@ impl Verifier {
         body: &[u8],
         enforce_tolerance: bool,
     ) -> Result<(), VerifyError> {
-        let mut outcome = Err(VerifyError::InvalidSignature);
         for webhook in &self.webhooks {
             let result = if enforce_tolerance {
                 webhook.verify(body, headers)
@@ -215,9 +215,8 @@ impl Verifier {
                 // Header and timestamp problems do not depend on the secret.
                 Err(other) => return Err(other),
             }
-            outcome = Err(VerifyError::InvalidSignature);
         }
-        outcome
+        Err(VerifyError::InvalidSignature)
     }
 
     fn verified(&self, headers: &HeaderMap, body: Bytes) -> Result<VerifiedWebhook, VerifyError> {

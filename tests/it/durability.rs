@@ -5,7 +5,7 @@ use std::{
     collections::{BTreeSet, HashMap},
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use clerk_bridge::proto::{SubscribeRequest, subscribe_response::Message};
@@ -25,26 +25,11 @@ const SENDERS: usize = 4;
 /// The durable consumer of the crash test.
 const CONSUMER: &str = "crash-test";
 
-/// A small xorshift generator, so a failing run can be repeated from its printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_clock() -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let seed = (nanos as u64) | 1;
-        println!("random seed {seed}");
-        Rng(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
+/// A generator seeded at random and printed, so a failing run can be repeated from its seed.
+fn seeded_rng() -> fastrand::Rng {
+    let seed = fastrand::u64(..);
+    println!("random seed {seed}");
+    fastrand::Rng::with_seed(seed)
 }
 
 /// Event ids answered 2xx, shared by the senders.
@@ -149,7 +134,7 @@ async fn sigkill_under_load_loses_no_acknowledged_webhook() {
     let dir = data_dir(&tmp);
     let acked: Acked = Arc::default();
     let seen = Arc::new(Mutex::new(ConsumerLog::default()));
-    let mut rng = Rng::from_clock();
+    let mut rng = seeded_rng();
     for round in 0..KILLS {
         let mut bridge = BridgeProcess::start(&dir, &[]).await;
         let senders = start_senders(&bridge, round, &acked);
@@ -157,7 +142,7 @@ async fn sigkill_under_load_loses_no_acknowledged_webhook() {
             let (grpc, seen) = (bridge.grpc, seen.clone());
             tokio::spawn(async move { consume(grpc, &seen, false).await })
         };
-        tokio::time::sleep(Duration::from_millis(50 + rng.below(250))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(50..300))).await;
         bridge.kill().await;
         senders.join_all().await;
         consumer.await.unwrap();
