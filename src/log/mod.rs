@@ -15,7 +15,7 @@
 //! | `event` | the encoded `clerk.bridge.v1.Event` (without its sequence), verbatim body included |
 //!
 //! Table `objects` is the current state: the latest event of every object under the version rule,
-//! written in the same transaction as the append; retention never touches it (see [`state`]).
+//! written in the same transaction as the append; retention never touches it (see the `state` module).
 //!
 //! Table `consumers` holds each named consumer's committed sequence (`name` primary key,
 //! `committed`, `created_at_ms`, `updated_at_ms`). Consumer writes go through the same writer and

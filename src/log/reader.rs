@@ -105,7 +105,7 @@ impl LogReader {
         schema::head_sequence(&self.conn)
     }
 
-    /// Up to `limit` objects of the state after `after`, in key order (see [`super::state`]).
+    /// Up to `limit` objects of the state after `after`, in key order (see the `state` module).
     ///
     /// # Errors
     /// When SQLite fails to read.
@@ -129,7 +129,7 @@ impl LogReader {
         Ok(())
     }
 
-    /// Whether the state is complete (see [`super::state`]); false only for a log from before the state
+    /// Whether the state is complete (see the `state` module); false only for a log from before the state
     /// existed that has not been migrated yet.
     ///
     /// # Errors

@@ -1,5 +1,5 @@
 //! The gRPC `clerk.bridge.v1.EventStream` service: subscriptions (each served by a stream task, see
-//! [`stream`]) and the administration of named consumers (commit, list, reset, delete).
+//! the `stream` module) and the administration of named consumers (commit, list, reset, delete).
 
 pub mod consumers;
 mod filter;
