@@ -7,6 +7,7 @@ use std::{env, fs, path::PathBuf};
 const PROTO_ROOT: &str = "proto";
 const PROTO_FILES: &[&str] = &[
     "proto/clerk/bridge/v1/service.proto",
+    "proto/clerk/bridge/v1/sync.proto",
     "proto/clerk/bridge/v1/events.proto",
     "proto/clerk/bridge/v1/user.proto",
     "proto/clerk/bridge/v1/common.proto",

@@ -7,6 +7,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{
+    clerk_api,
     ingress::verify::{InvalidSecret, SigningSecret},
     log::{LogOptions, retention::Policy},
 };
@@ -76,6 +77,10 @@ pub struct Config {
     pub retention_interval: Duration,
     /// Options of the log (fault injection in tests).
     pub log_options: LogOptions,
+    /// Clerk's Backend API, for backfill and reconciliation; `None` without a secret key.
+    pub clerk_api: Option<clerk_api::Config>,
+    /// How often reconciliation runs by itself; `None`: only on demand.
+    pub reconcile_every: Option<Duration>,
 }
 
 /// A configuration problem, naming the flag.
@@ -89,6 +94,9 @@ pub enum ConfigError {
     /// A secret is malformed.
     #[error("invalid --signing-secret / CLERK_WEBHOOK_SIGNING_SECRET: {0}")]
     BadSecret(#[from] InvalidSecret),
+    /// Clerk's secret key is malformed (the key itself is never shown).
+    #[error("invalid CLERK_SECRET_KEY / --clerk-secret-key(-file): {0}")]
+    BadSecretKey(#[source] clerk_api::ConfigError),
     /// A flag's value does not parse.
     #[error("invalid --{flag} {value:?}: {reason}")]
     BadValue {
@@ -135,6 +143,8 @@ impl Config {
             retention: Policy::default(),
             retention_interval: RETENTION_INTERVAL,
             log_options: LogOptions::default(),
+            clerk_api: None,
+            reconcile_every: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod clerk;
+pub mod clerk_api;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stats;
 pub mod subscription;
+pub mod sync;
 pub mod telemetry;
 pub mod watched_file;
 

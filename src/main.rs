@@ -33,6 +33,8 @@ fn main() -> ExitCode {
         Command::Trigger(args) => return run_client(clerk_bridge::cli::trigger::run(args)),
         Command::Tail(args) => return run_client(clerk_bridge::cli::tail::run(args)),
         Command::Snapshot(args) => return run_client(clerk_bridge::cli::snapshot::run(args)),
+        Command::Backfill(args) => return run_client(clerk_bridge::cli::sync::backfill(args)),
+        Command::Reconcile(args) => return run_client(clerk_bridge::cli::sync::reconcile(args)),
     };
     let config = match args.to_config() {
         Ok(config) => config,

@@ -9,7 +9,7 @@ tonic::include_proto!("clerk.bridge.v1");
 mod server {
     include!(concat!(env!("OUT_DIR"), "/server/clerk.bridge.v1.rs"));
 }
-pub use server::event_stream_server;
+pub use server::{event_stream_server, sync_service_server};
 
 /// Encoded `FileDescriptorSet` of every proto file (with imports), served by gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

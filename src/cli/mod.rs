@@ -1,5 +1,5 @@
-//! The command line: `serve` runs the sidecar; `consumers`, `tail` and `snapshot` talk to a running
-//! bridge over gRPC; `trigger` posts signed webhooks to it.
+//! The command line: `serve` runs the sidecar; `consumers`, `tail`, `snapshot`, `backfill` and
+//! `reconcile` talk to a running bridge over gRPC; `trigger` posts signed webhooks to it.
 //!
 //! Every flag is typed by a parser in [`values`], so a bad value (from a flag or its environment
 //! variable) is a usage error: `main` prints one line naming the flag and exits with 64, as it does
@@ -10,6 +10,7 @@ mod lines;
 pub mod samples;
 pub mod serve;
 pub mod snapshot;
+pub mod sync;
 pub mod tail;
 pub mod trigger;
 pub mod values;
@@ -26,7 +27,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands: one server, three clients of a running bridge.
+/// The subcommands: the server, and clients of a running bridge.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar: receive webhooks over HTTP, serve the event stream over gRPC.
@@ -39,6 +40,10 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Print a bridge's current state: the latest event of every object, then exit.
     Snapshot(snapshot::SnapshotArgs),
+    /// Have a running bridge load users, organizations and memberships from Clerk's Backend API.
+    Backfill(sync::SyncArgs),
+    /// Have a running bridge repair its state against Clerk's Backend API, deletions included.
+    Reconcile(sync::SyncArgs),
 }
 
 /// How a client subcommand reaches the bridge's gRPC port; shared by every such subcommand.

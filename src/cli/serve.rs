@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::values;
 use crate::{
+    clerk_api,
     config::{self, Config, ConfigError, GrpcAccess, GrpcTls, SecretSource},
     ingress::verify::SigningSecret,
     log::{LogOptions, retention::Policy},
@@ -82,6 +83,30 @@ pub struct ServeArgs {
     /// carries personal data: only for networks you trust.
     #[arg(long, env = "CLERK_BRIDGE_GRPC_INSECURE")]
     pub grpc_insecure: bool,
+    /// Clerk's secret key (`sk_live_...` or `sk_test_...`), for backfill and reconciliation from
+    /// the Backend API (read access to users and organizations). Prefer the environment variable
+    /// or --clerk-secret-key-file: a value on the command line shows in `ps`.
+    #[arg(long, env = "CLERK_SECRET_KEY", hide_env_values = true)]
+    pub clerk_secret_key: Option<String>,
+    /// File holding Clerk's secret key, e.g. a mounted Kubernetes Secret. Instead of
+    /// CLERK_SECRET_KEY.
+    #[arg(
+        long,
+        env = "CLERK_SECRET_KEY_FILE",
+        conflicts_with = "clerk_secret_key"
+    )]
+    pub clerk_secret_key_file: Option<PathBuf>,
+    /// Base URL of Clerk's Backend API.
+    #[arg(long, env = "CLERK_API_URL", default_value = clerk_api::DEFAULT_BASE_URL)]
+    pub clerk_api_url: String,
+    /// Share of the instance's Backend API rate limit that passes may use (the application shares
+    /// the limit: 1000 requests per 10 s in production, 100 in development).
+    #[arg(long, env = "CLERK_BRIDGE_CLERK_API_SHARE", default_value = "0.25", value_parser = values::fraction)]
+    pub clerk_api_share: f64,
+    /// Run a reconciliation pass this often (e.g. `6h`, `1d`); needs the secret key. Unset: only
+    /// on demand (`clerk-bridge reconcile`).
+    #[arg(long, env = "CLERK_BRIDGE_RECONCILE_EVERY", value_parser = values::duration)]
+    pub reconcile_every: Option<Duration>,
 }
 
 // === impl ServeArgs ===
@@ -113,7 +138,41 @@ impl ServeArgs {
             file_watch_interval: config::FILE_WATCH_INTERVAL,
             header_read_timeout: config::HEADER_READ_TIMEOUT,
             log_options: LogOptions::default(),
+            clerk_api: self.clerk_api()?,
+            reconcile_every: self.reconcile_every,
         })
+    }
+
+    /// The Backend API client's config, when a secret key is given. Neither the key nor the file's
+    /// content ever appears in an error.
+    fn clerk_api(&self) -> Result<Option<clerk_api::Config>, ConfigError> {
+        let key = match (&self.clerk_secret_key, &self.clerk_secret_key_file) {
+            (Some(key), _) => key.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    ConfigError::bad("clerk-secret-key-file", &path.display().to_string(), e)
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) if self.reconcile_every.is_some() => {
+                return Err(ConfigError::bad(
+                    "reconcile-every",
+                    "",
+                    "needs Clerk's secret key (CLERK_SECRET_KEY or --clerk-secret-key-file)",
+                ));
+            }
+            (None, None) => return Ok(None),
+        };
+        let key = clerk_api::SecretKey::try_new(key).map_err(ConfigError::BadSecretKey)?;
+        let config = clerk_api::Config {
+            base_url: self.clerk_api_url.clone(),
+            rate_share: self.clerk_api_share,
+            ..clerk_api::Config::new(key)
+        };
+        config
+            .validate()
+            .map_err(|e| ConfigError::bad("clerk-api-url", &self.clerk_api_url, e))?;
+        Ok(Some(config))
     }
 
     /// The signing secrets: inline, or a file that must be readable and valid now. A bad secret's
@@ -294,6 +353,38 @@ mod tests {
         let c = serve(&["--retention-max-age", "7d", "--retention-max-bytes", "1GiB"]).unwrap();
         assert_eq!(c.retention.max_age, Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(c.retention.max_bytes, Some(1 << 30));
+    }
+
+    #[test]
+    fn a_clerk_secret_key_enables_passes_and_is_never_shown() {
+        assert!(serve(&[]).unwrap().clerk_api.is_none());
+        let c = serve(&[
+            "--clerk-secret-key",
+            "sk_test_abc123",
+            "--reconcile-every",
+            "6h",
+        ])
+        .unwrap();
+        let api = c.clerk_api.unwrap();
+        assert_eq!(api.base_url, clerk_api::DEFAULT_BASE_URL);
+        assert_eq!(c.reconcile_every, Some(Duration::from_secs(6 * 3600)));
+        let bad = serve(&["--clerk-secret-key", "pk_test_not_secret"]).unwrap_err();
+        assert!(
+            bad.contains("CLERK_SECRET_KEY") && !bad.contains("pk_test"),
+            "{bad}"
+        );
+        let http = serve(&[
+            "--clerk-secret-key",
+            "sk_test_abc123",
+            "--clerk-api-url",
+            "http://clerk.example.com/v1",
+        ])
+        .unwrap_err();
+        assert!(http.contains("--clerk-api-url"), "{http}");
+        let schedule = serve(&["--reconcile-every", "1h"]).unwrap_err();
+        assert!(schedule.contains("--reconcile-every"), "{schedule}");
+        let share = serve(&["--clerk-api-share", "2"]).unwrap_err();
+        assert!(share.contains("--clerk-api-share"), "{share}");
     }
 
     #[test]

@@ -69,6 +69,17 @@ pub fn connection_cap(value: &str) -> Result<usize, String> {
     }
 }
 
+/// A fraction above 0 and at most 1, e.g. `0.25`.
+///
+/// # Errors
+/// A message for clap when the value is not such a fraction.
+pub fn fraction(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err("expected a fraction above 0 and at most 1, e.g. 0.25".to_owned()),
+    }
+}
+
 /// `host:port`, where host is an IP address or a name that resolves (`localhost`).
 ///
 /// # Errors
@@ -149,6 +160,15 @@ mod tests {
         assert_eq!(connection_cap("1024"), Ok(1024));
         assert!(connection_cap("18446744073709551615").is_err());
         assert!(connection_cap(&(MAX_CONNECTIONS_LIMIT + 1).to_string()).is_err());
+    }
+
+    #[test]
+    fn fractions_are_in_the_unit_interval() {
+        assert_eq!(fraction("0.25"), Ok(0.25));
+        assert_eq!(fraction("1"), Ok(1.0));
+        for bad in ["0", "1.5", "-0.1", "NaN", "half"] {
+            assert!(fraction(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //! Table `objects` is the current state: the latest event of every object under the version rule,
 //! written in the same transaction as the append; retention never touches it (see the `state` module).
 //!
+//! Tables `sync_pass` and `sync_seen` keep a backfill or reconciliation pass's progress across
+//! restarts (see the `passes` module).
+//!
 //! Table `consumers` holds each named consumer's committed sequence (`name` primary key,
 //! `committed`, `created_at_ms`, `updated_at_ms`). Consumer writes go through the same writer and
 //! the same fsynced transactions as appends.
@@ -37,6 +40,7 @@
 //! file held for the process lifetime keeps a second bridge off the same directory.
 
 mod checkpoint;
+mod passes;
 mod reader;
 mod recent;
 pub mod retention;
@@ -52,6 +56,7 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use passes::PassUpdate;
 pub use reader::{LogReader, ObjectCursor, StoredConsumer, StoredEvent, StoredObject};
 use recent::RecentEvents;
 pub use state::ObjectRef;
@@ -250,6 +255,15 @@ impl Log {
     pub async fn delete_consumer(&self, name: &str) -> Result<(), WriteError> {
         let name = name.to_owned();
         self.request(|reply| Request::DeleteConsumer { name, reply })
+            .await
+    }
+
+    /// Records a backfill or reconciliation pass's progress durably (see the `passes` module).
+    ///
+    /// # Errors
+    /// [`WriteError`]; nothing was written.
+    pub async fn save_pass(&self, update: PassUpdate) -> Result<(), WriteError> {
+        self.request(|reply| Request::SavePass { update, reply })
             .await
     }
 

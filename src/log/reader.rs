@@ -5,7 +5,7 @@ use std::path::Path;
 use bytes::Bytes;
 use rusqlite::{Connection, params};
 
-use super::schema;
+use super::{passes, schema};
 
 /// An event as read back from the log.
 #[derive(Debug, Clone)]
@@ -129,6 +129,63 @@ impl LogReader {
         Ok(())
     }
 
+    /// The saved state of a backfill or reconciliation pass that has not ended (see the `passes`
+    /// module).
+    ///
+    /// # Errors
+    /// When SQLite fails to read.
+    pub fn saved_pass(&self) -> rusqlite::Result<Option<String>> {
+        passes::saved(&self.conn)
+    }
+
+    /// Up to `limit` live objects of `kind` (ids after `after_id`, in id order) whose latest event
+    /// is at most `through` and that the current pass has not seen in Clerk: what reconciliation
+    /// suspects Clerk no longer has.
+    ///
+    /// # Errors
+    /// When SQLite fails to read.
+    pub fn unseen_live_objects(
+        &self,
+        kind: &str,
+        through: u64,
+        after_id: &str,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<StoredObject>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects o
+             WHERE kind = ?1 AND NOT deleted AND sequence <= ?2 AND object_id > ?3
+               AND NOT EXISTS (SELECT 1 FROM sync_seen s
+                               WHERE s.kind = o.kind AND s.object_id = o.object_id)
+             ORDER BY object_id LIMIT ?4"
+        ))?;
+        let through = i64::try_from(through).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![kind, through, after_id, limit], stored_object)?;
+        rows.collect()
+    }
+
+    /// How many objects of `kind` the state holds as live, and how many of those the current pass
+    /// has not seen with their latest event at most `through`.
+    ///
+    /// # Errors
+    /// When SQLite fails to read.
+    pub fn live_and_unseen(&self, kind: &str, through: u64) -> rusqlite::Result<(u64, u64)> {
+        let through = i64::try_from(through).unwrap_or(i64::MAX);
+        let (live, unseen): (i64, i64) = self.conn.query_row(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE sequence <= ?2 AND NOT EXISTS (
+                        SELECT 1 FROM sync_seen s
+                        WHERE s.kind = o.kind AND s.object_id = o.object_id))
+             FROM objects o WHERE kind = ?1 AND NOT deleted",
+            params![kind, through],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok((
+            u64::try_from(live).unwrap_or(0),
+            u64::try_from(unseen).unwrap_or(0),
+        ))
+    }
+
     /// Whether the state is complete (see the `state` module); false only for a log from before the state
     /// existed that has not been migrated yet.
     ///
@@ -158,6 +215,9 @@ impl LogReader {
     }
 }
 
+/// The columns [`stored_object`] reads.
+const OBJECT_COLUMNS: &str = "kind, object_id, deleted, sequence, event_type, codec_version, event";
+
 /// Up to `limit` objects after `after` in (kind, id) order; tombstones only with
 /// `include_deleted`.
 fn objects_after(
@@ -167,28 +227,28 @@ fn objects_after(
     include_deleted: bool,
 ) -> rusqlite::Result<Vec<StoredObject>> {
     let (kind, id) = after.map_or(("", ""), |(k, i)| (k.as_str(), i.as_str()));
-    let mut stmt = conn.prepare_cached(
-        "SELECT kind, object_id, deleted, sequence, event_type, codec_version, event
-         FROM objects
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {OBJECT_COLUMNS} FROM objects
          WHERE (kind, object_id) > (?1, ?2) AND (?3 OR NOT deleted)
          ORDER BY kind, object_id
-         LIMIT ?4",
-    )?;
+         LIMIT ?4"
+    ))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![kind, id, include_deleted, limit], |row| {
-        let sequence: i64 = row.get(3)?;
-        let event: Vec<u8> = row.get(6)?;
-        Ok(StoredObject {
-            kind: row.get(0)?,
-            id: row.get(1)?,
-            deleted: row.get(2)?,
-            event: StoredEvent {
-                sequence: u64::try_from(sequence).unwrap_or(0),
-                event_type: row.get(4)?,
-                codec_version: row.get(5)?,
-                event: event.into(),
-            },
-        })
-    })?;
+    let rows = stmt.query_map(params![kind, id, include_deleted, limit], stored_object)?;
     rows.collect()
+}
+
+/// An object row, read as [`OBJECT_COLUMNS`] lists them.
+fn stored_object(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
+    Ok(StoredObject {
+        kind: row.get(0)?,
+        id: row.get(1)?,
+        deleted: row.get(2)?,
+        event: StoredEvent {
+            sequence: schema::to_sequence(row.get(3)?),
+            event_type: row.get(4)?,
+            codec_version: row.get(5)?,
+            event: Bytes::from(row.get::<_, Vec<u8>>(6)?),
+        },
+    })
 }

@@ -25,6 +25,15 @@ CREATE TABLE IF NOT EXISTS objects (
     event         BLOB    NOT NULL,
     PRIMARY KEY (kind, object_id)
 );
+CREATE TABLE IF NOT EXISTS sync_pass (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    state TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sync_seen (
+    kind      TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    PRIMARY KEY (kind, object_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS consumers (
     name          TEXT    PRIMARY KEY,
     committed     INTEGER NOT NULL,

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{
     Appended, NewRecord, Positions, StoredEvent, WriteError,
     checkpoint::Poke,
+    passes::{self, PassUpdate},
     recent::RecentEvents,
     retention, schema,
     state::{self, ObjectRef},
@@ -49,6 +50,13 @@ pub(super) enum Request {
         /// The consumer's name.
         name: String,
         /// Told once the delete is durable.
+        reply: Reply<()>,
+    },
+    /// Record a backfill or reconciliation pass's progress.
+    SavePass {
+        /// What the pass has seen and where it stands.
+        update: PassUpdate,
+        /// Told once the update is durable.
         reply: Reply<()>,
     },
     /// Rebuild the current state from every stored event (a log from before the state existed).
@@ -223,7 +231,9 @@ fn reply(request: Request, outcome: Outcome) {
     match (request, outcome) {
         (Request::Append { reply, .. }, Outcome::Appended(a)) => drop(reply.send(Ok(a))),
         (
-            Request::SaveConsumer { reply, .. } | Request::DeleteConsumer { reply, .. },
+            Request::SaveConsumer { reply, .. }
+            | Request::DeleteConsumer { reply, .. }
+            | Request::SavePass { reply, .. },
             Outcome::Done,
         ) => {
             drop(reply.send(Ok(())));
@@ -250,6 +260,7 @@ fn fail(request: Request, error: &WriteError) {
         }
         Request::Retain { reply, .. } => drop(reply.send(Err(error()))),
         Request::RebuildState { reply, .. } => drop(reply.send(Err(error()))),
+        Request::SavePass { reply, .. } => drop(reply.send(Err(error()))),
     }
 }
 
@@ -280,6 +291,7 @@ fn apply_one(tx: &Transaction<'_>, request: &Request) -> rusqlite::Result<Outcom
         Request::Retain { policy, now_ms, .. } => {
             retention::step(tx, policy, *now_ms).map(Outcome::Retained)
         }
+        Request::SavePass { update, .. } => passes::apply(tx, update).map(|()| Outcome::Done),
         Request::RebuildState { object_of, .. } => {
             state::rebuild(tx, *object_of).map(Outcome::Rebuilt)
         }

@@ -141,6 +141,29 @@ pub struct Metrics {
     delivered: Counter,
     /// Events after each named consumer's committed sequence.
     consumer_lag: Family<ConsumerLabels, Gauge<u64, AtomicU64>>,
+    /// Objects backfill and reconciliation passes handled, by pass and outcome.
+    sync_objects: Family<SyncObjectLabels, Counter>,
+    /// Backfill and reconciliation passes that ended, by pass and result.
+    sync_passes: Family<SyncPassLabels, Counter>,
+}
+
+/// Labels of the sync object counter: closed sets of values.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncObjectLabels {
+    /// `backfill` or `reconciliation`.
+    pass: &'static str,
+    /// `read`, `appended`, `unchanged`, `deleted` or `confirmed_present`.
+    outcome: &'static str,
+}
+
+/// Labels of the sync pass counter: closed sets of values.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncPassLabels {
+    /// `backfill` or `reconciliation`.
+    pass: &'static str,
+    /// `completed`, `incomplete` (nothing deleted), `unsafe` (stopped at the safety bound) or
+    /// `failed`.
+    result: &'static str,
 }
 
 // === impl Metrics ===
@@ -156,6 +179,18 @@ impl Metrics {
         let subscriptions = Gauge::default();
         let delivered = Counter::default();
         let consumer_lag = Family::default();
+        let sync_objects = Family::default();
+        let sync_passes = Family::default();
+        registry.register(
+            "sync_objects",
+            "Objects backfill and reconciliation passes read from Clerk and what they did with them",
+            sync_objects.clone(),
+        );
+        registry.register(
+            "sync_passes",
+            "Backfill and reconciliation passes that ended, by result",
+            sync_passes.clone(),
+        );
         registry.register(
             "webhooks",
             "Webhooks received, by result and rejection reason",
@@ -200,7 +235,23 @@ impl Metrics {
             subscriptions,
             delivered,
             consumer_lag,
+            sync_objects,
+            sync_passes,
         }
+    }
+
+    /// Counts `n` objects a `pass` (`backfill`, `reconciliation`) handled with `outcome`.
+    pub fn sync_objects(&self, pass: &'static str, outcome: &'static str, n: u64) {
+        self.sync_objects
+            .get_or_create(&SyncObjectLabels { pass, outcome })
+            .inc_by(n);
+    }
+
+    /// Counts a `pass` that ended with `result`.
+    pub fn sync_pass_ended(&self, pass: &'static str, result: &'static str) {
+        self.sync_passes
+            .get_or_create(&SyncPassLabels { pass, result })
+            .inc();
     }
 
     /// Counts one webhook.
