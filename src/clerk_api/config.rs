@@ -15,6 +15,10 @@ pub const DEFAULT_BASE_URL: &str = "https://api.clerk.com/v1";
 /// The largest `limit` Clerk's listings accept (its `LimitParameter`: 1 to 500, default 10).
 pub const MAX_PAGE_LIMIT: u32 = 500;
 
+/// The smallest page size the client uses: offset listings overlap their pages by at least one
+/// object, so a page must hold more than that.
+pub const MIN_PAGE_LIMIT: u32 = 2;
+
 /// The window of Clerk's Backend API rate limit.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -71,8 +75,8 @@ impl SecretKey {
         } else {
             return Err(ConfigError::UnrecognizedSecretKey);
         };
-        let well_formed =
-            key.len() > PRODUCTION_PREFIX.len() && key.bytes().all(|b| b.is_ascii_graphic());
+        let well_formed = key.len() > PRODUCTION_PREFIX.len()
+            && key.bytes().all(|b| b.is_ascii_graphic());
         if !well_formed {
             return Err(ConfigError::UnrecognizedSecretKey);
         }
@@ -112,7 +116,7 @@ pub struct Config {
     pub rate_share: f64,
     /// An explicit request rate that overrides `rate_share` (tests, or an operator who knows better).
     pub requests_per_second: Option<f64>,
-    /// Objects per listing page, 1 to [`MAX_PAGE_LIMIT`].
+    /// Objects per listing page, [`MIN_PAGE_LIMIT`] to [`MAX_PAGE_LIMIT`].
     pub page_limit: u32,
     /// Attempts per request, the first included, before a retryable failure becomes an error.
     pub max_attempts: u32,
@@ -156,8 +160,9 @@ impl Config {
 
     /// The request rate the client keeps to, in requests per second.
     pub fn budget(&self) -> f64 {
-        self.requests_per_second
-            .unwrap_or_else(|| self.rate_share * self.secret_key.instance().requests_per_second())
+        self.requests_per_second.unwrap_or_else(|| {
+            self.rate_share * self.secret_key.instance().requests_per_second()
+        })
     }
 
     /// Checks every field and parses the base URL.
@@ -172,7 +177,7 @@ impl Config {
         if !(budget.is_finite() && budget > 0.0) {
             return Err(ConfigError::InvalidRequestRate);
         }
-        if !(1..=MAX_PAGE_LIMIT).contains(&self.page_limit) {
+        if !(MIN_PAGE_LIMIT..=MAX_PAGE_LIMIT).contains(&self.page_limit) {
             return Err(ConfigError::InvalidPageLimit);
         }
         if self.max_attempts == 0 {
@@ -240,8 +245,8 @@ pub enum ConfigError {
     /// The request rate is not a positive finite number.
     #[error("the request rate must be a positive number of requests per second")]
     InvalidRequestRate,
-    /// `page_limit` is not in 1..=500.
-    #[error("the page limit must be between 1 and {MAX_PAGE_LIMIT}")]
+    /// `page_limit` is not in 2..=500.
+    #[error("the page limit must be between {MIN_PAGE_LIMIT} and {MAX_PAGE_LIMIT}")]
     InvalidPageLimit,
     /// `max_attempts` is 0.
     #[error("at least one attempt per request is needed")]
@@ -291,37 +296,23 @@ mod tests {
     fn base_url_must_be_https_or_loopback_http() {
         let mut config = Config::new(key("sk_test_x"));
         assert_eq!(config.validate().unwrap().as_str(), DEFAULT_BASE_URL);
-        for ok in [
-            "http://127.0.0.1:9/v1/",
-            "http://[::1]:9/v1",
-            "http://localhost/v1",
-        ] {
+        for ok in ["http://127.0.0.1:9/v1/", "http://[::1]:9/v1", "http://localhost/v1"] {
             config.base_url = ok.to_owned();
             assert!(config.validate().is_ok(), "{ok}");
         }
         config.base_url = "http://api.clerk.com/v1".to_owned();
-        assert!(matches!(
-            config.validate(),
-            Err(ConfigError::InsecureBaseUrl)
-        ));
-        for bad in [
-            "ftp://x/v1",
-            "https://x/v1?a=b",
-            "not a url",
-            "https://u:p@x/v1",
-        ] {
+        assert!(matches!(config.validate(), Err(ConfigError::InsecureBaseUrl)));
+        for bad in ["ftp://x/v1", "https://x/v1?a=b", "not a url", "https://u:p@x/v1"] {
             config.base_url = bad.to_owned();
-            assert!(
-                matches!(config.validate(), Err(ConfigError::InvalidBaseUrl)),
-                "{bad}"
-            );
+            assert!(matches!(config.validate(), Err(ConfigError::InvalidBaseUrl)), "{bad}");
         }
     }
 
     #[test]
     fn limits_are_checked() {
         let good = Config::new(key("sk_test_x"));
-        let cases: [fn(&mut Config); 5] = [
+        let cases: [fn(&mut Config); 6] = [
+            |c| c.page_limit = 1,
             |c| c.rate_share = 0.0,
             |c| c.rate_share = 1.5,
             |c| c.page_limit = 501,

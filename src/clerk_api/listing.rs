@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use super::{Client, Error, Kind, Lookup, MAX_PAGE_LIMIT, client::Reply};
+use super::{Client, Error, Kind, Lookup, MAX_PAGE_LIMIT, MIN_PAGE_LIMIT, client::Reply};
 
 /// The cursor format; a cursor of another version is refused.
 const CURSOR_VERSION: u32 = 1;
@@ -250,9 +250,7 @@ async fn offset_step(client: &Client, cursor: &mut Cursor) -> Result<Vec<Value>,
         let page = fetch_page(client, cursor.kind, &url)
             .await?
             .ok_or_else(|| not_found(&url))?;
-        let total = page
-            .total_count
-            .ok_or_else(|| unexpected(&url, "no total_count"))?;
+        let total = page.total_count.ok_or_else(|| unexpected(&url, "no total_count"))?;
         cursor.start_total.get_or_insert(total);
         cursor.pages += 1;
         let placed = offset == 0 || cursor.precedes_frontier(page.keys.first());
@@ -274,9 +272,9 @@ async fn offset_step(client: &Client, cursor: &mut Cursor) -> Result<Vec<Value>,
     }
 }
 
-/// The pages' overlap for a page size: 2 % of it, 1 to 10 objects.
+/// The pages' overlap for a page size: 2 % of it, 1 to 10 objects, always less than the page.
 fn overlap(limit: u32) -> u64 {
-    u64::from((limit / 50).clamp(1, 10))
+    u64::from((limit / 50).clamp(1, 10).min(limit.saturating_sub(1)))
 }
 
 /// `GET /users?limit=..&order_by=+created_at[&starting_after=..][&created_at_after=..]`.
@@ -327,9 +325,7 @@ async fn fetch_page(client: &Client, kind: Kind, url: &Url) -> Result<Option<Fet
     };
     let keys = objects
         .iter()
-        .map(|object| {
-            key(object).ok_or_else(|| unexpected(url, "an object lacks id or created_at"))
-        })
+        .map(|object| key(object).ok_or_else(|| unexpected(url, "an object lacks id or created_at")))
         .collect::<Result<Vec<_>, _>>()?;
     tracing::debug!(kind = %kind, objects = objects.len(), total_count, "Clerk page fetched");
     Ok(Some(Fetched {
@@ -428,7 +424,7 @@ impl Cursor {
         if self.v != CURSOR_VERSION {
             return Err(Error::InvalidCursor("it is from another version"));
         }
-        if !(1..=MAX_PAGE_LIMIT).contains(&self.limit) {
+        if !(MIN_PAGE_LIMIT..=MAX_PAGE_LIMIT).contains(&self.limit) {
             return Err(Error::InvalidCursor("its page limit is out of range"));
         }
         if self.recent.len() > RECENT {
@@ -484,10 +480,7 @@ impl Cursor {
         self.lost_cursors += 1;
         self.after = None;
         self.created_after = self.recent.last().map(|seen| seen.at - 1);
-        tracing::debug!(
-            lost_cursors = self.lost_cursors,
-            "Clerk user cursor lost; re-anchoring on time"
-        );
+        tracing::debug!(lost_cursors = self.lost_cursors, "Clerk user cursor lost; re-anchoring on time");
     }
 }
 

@@ -34,7 +34,9 @@ mod retry;
 use serde::{Deserialize, Serialize};
 
 pub use client::Client;
-pub use config::{Config, ConfigError, DEFAULT_BASE_URL, Instance, MAX_PAGE_LIMIT, SecretKey};
+pub use config::{
+    Config, ConfigError, DEFAULT_BASE_URL, Instance, MAX_PAGE_LIMIT, MIN_PAGE_LIMIT, SecretKey,
+};
 pub use error::{Error, Transient};
 pub use listing::{Cursor, Listing, PassReport};
 pub use lookup::Lookup;

@@ -38,7 +38,7 @@ fn snapshot_request(event_types: &[&str], include_tombstones: bool) -> Subscribe
 }
 
 /// The snapshot's events and its end marker, after checking that the stream starts at S.
-async fn read_snapshot(subscription: &mut Subscription) -> (Vec<Event>, SnapshotEnd) {
+pub(crate) async fn read_snapshot(subscription: &mut Subscription) -> (Vec<Event>, SnapshotEnd) {
     let Ok(Some(Message::Start(start))) = subscription.next_message().await else {
         panic!("a snapshot stream begins with a start marker");
     };
