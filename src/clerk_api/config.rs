@@ -75,8 +75,8 @@ impl SecretKey {
         } else {
             return Err(ConfigError::UnrecognizedSecretKey);
         };
-        let well_formed = key.len() > PRODUCTION_PREFIX.len()
-            && key.bytes().all(|b| b.is_ascii_graphic());
+        let well_formed =
+            key.len() > PRODUCTION_PREFIX.len() && key.bytes().all(|b| b.is_ascii_graphic());
         if !well_formed {
             return Err(ConfigError::UnrecognizedSecretKey);
         }
@@ -160,9 +160,8 @@ impl Config {
 
     /// The request rate the client keeps to, in requests per second.
     pub fn budget(&self) -> f64 {
-        self.requests_per_second.unwrap_or_else(|| {
-            self.rate_share * self.secret_key.instance().requests_per_second()
-        })
+        self.requests_per_second
+            .unwrap_or_else(|| self.rate_share * self.secret_key.instance().requests_per_second())
     }
 
     /// Checks every field and parses the base URL.
@@ -296,15 +295,30 @@ mod tests {
     fn base_url_must_be_https_or_loopback_http() {
         let mut config = Config::new(key("sk_test_x"));
         assert_eq!(config.validate().unwrap().as_str(), DEFAULT_BASE_URL);
-        for ok in ["http://127.0.0.1:9/v1/", "http://[::1]:9/v1", "http://localhost/v1"] {
+        for ok in [
+            "http://127.0.0.1:9/v1/",
+            "http://[::1]:9/v1",
+            "http://localhost/v1",
+        ] {
             config.base_url = ok.to_owned();
             assert!(config.validate().is_ok(), "{ok}");
         }
         config.base_url = "http://api.clerk.com/v1".to_owned();
-        assert!(matches!(config.validate(), Err(ConfigError::InsecureBaseUrl)));
-        for bad in ["ftp://x/v1", "https://x/v1?a=b", "not a url", "https://u:p@x/v1"] {
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::InsecureBaseUrl)
+        ));
+        for bad in [
+            "ftp://x/v1",
+            "https://x/v1?a=b",
+            "not a url",
+            "https://u:p@x/v1",
+        ] {
             config.base_url = bad.to_owned();
-            assert!(matches!(config.validate(), Err(ConfigError::InvalidBaseUrl)), "{bad}");
+            assert!(
+                matches!(config.validate(), Err(ConfigError::InvalidBaseUrl)),
+                "{bad}"
+            );
         }
     }
 

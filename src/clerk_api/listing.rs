@@ -250,7 +250,9 @@ async fn offset_step(client: &Client, cursor: &mut Cursor) -> Result<Vec<Value>,
         let page = fetch_page(client, cursor.kind, &url)
             .await?
             .ok_or_else(|| not_found(&url))?;
-        let total = page.total_count.ok_or_else(|| unexpected(&url, "no total_count"))?;
+        let total = page
+            .total_count
+            .ok_or_else(|| unexpected(&url, "no total_count"))?;
         cursor.start_total.get_or_insert(total);
         cursor.pages += 1;
         let placed = offset == 0 || cursor.precedes_frontier(page.keys.first());
@@ -325,7 +327,9 @@ async fn fetch_page(client: &Client, kind: Kind, url: &Url) -> Result<Option<Fet
     };
     let keys = objects
         .iter()
-        .map(|object| key(object).ok_or_else(|| unexpected(url, "an object lacks id or created_at")))
+        .map(|object| {
+            key(object).ok_or_else(|| unexpected(url, "an object lacks id or created_at"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     tracing::debug!(kind = %kind, objects = objects.len(), total_count, "Clerk page fetched");
     Ok(Some(Fetched {
@@ -480,7 +484,10 @@ impl Cursor {
         self.lost_cursors += 1;
         self.after = None;
         self.created_after = self.recent.last().map(|seen| seen.at - 1);
-        tracing::debug!(lost_cursors = self.lost_cursors, "Clerk user cursor lost; re-anchoring on time");
+        tracing::debug!(
+            lost_cursors = self.lost_cursors,
+            "Clerk user cursor lost; re-anchoring on time"
+        );
     }
 }
 

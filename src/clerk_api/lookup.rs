@@ -69,7 +69,10 @@ impl Lookup {
             Kind::OrganizationMembership => Lookup::OrganizationMembership {
                 id,
                 organization_id: object.pointer("/organization/id")?.as_str()?.to_owned(),
-                user_id: object.pointer("/public_user_data/user_id")?.as_str()?.to_owned(),
+                user_id: object
+                    .pointer("/public_user_data/user_id")?
+                    .as_str()?
+                    .to_owned(),
             },
         })
     }
@@ -173,7 +176,10 @@ impl Client {
             return Err(unexpected("the membership list has no data array"));
         };
         let filtered = entries.iter().all(|entry| {
-            entry.pointer("/public_user_data/user_id").and_then(Value::as_str) == Some(user_id)
+            entry
+                .pointer("/public_user_data/user_id")
+                .and_then(Value::as_str)
+                == Some(user_id)
         });
         if !filtered {
             return Err(unexpected("the membership list ignored its user_id filter"));
@@ -209,7 +215,10 @@ mod tests {
             Lookup::of(Kind::User, &json!({"id": "user_1"})),
             Some(Lookup::user("user_1"))
         );
-        assert_eq!(Lookup::of(Kind::OrganizationMembership, &json!({"id": "x"})), None);
+        assert_eq!(
+            Lookup::of(Kind::OrganizationMembership, &json!({"id": "x"})),
+            None
+        );
         assert_eq!(Lookup::organization("org_1").kind(), Kind::Organization);
         assert_eq!(Lookup::organization("org_1").id(), "org_1");
     }

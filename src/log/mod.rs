@@ -248,6 +248,27 @@ impl Log {
         .await
     }
 
+    /// Moves an existing named consumer to `committed`, durably; false (and nothing written) when
+    /// there is no consumer of that name, e.g. one deleted while this move waited in the queue.
+    ///
+    /// # Errors
+    /// [`WriteError`]; nothing was written.
+    pub async fn move_consumer(
+        &self,
+        name: &str,
+        committed: u64,
+        now_ms: i64,
+    ) -> Result<bool, WriteError> {
+        let name = name.to_owned();
+        self.request(|reply| Request::MoveConsumer {
+            name,
+            committed,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
     /// Deletes a named consumer, durably.
     ///
     /// # Errors

@@ -45,6 +45,18 @@ pub(super) enum Request {
         /// Told once the change is durable.
         reply: Reply<()>,
     },
+    /// Move an existing named consumer (a commit or reset); a consumer deleted meanwhile stays
+    /// deleted.
+    MoveConsumer {
+        /// The consumer's name, its key.
+        name: String,
+        /// The sequence it has processed up to and including.
+        committed: u64,
+        /// Stored as `updated_at_ms`.
+        now_ms: i64,
+        /// Whether the consumer existed (and so was moved), once the change is durable.
+        reply: Reply<bool>,
+    },
     /// Forget a named consumer (nothing happens if there is none of this name).
     DeleteConsumer {
         /// The consumer's name.
@@ -83,6 +95,8 @@ enum Outcome {
     Appended(Appended),
     /// A consumer save or delete went through.
     Done,
+    /// Whether a consumer move found its consumer.
+    Moved(bool),
     /// A retention step's result.
     Retained(retention::Step),
     /// The state was rebuilt; how many objects it holds.
@@ -239,6 +253,9 @@ fn reply(request: Request, outcome: Outcome) {
             drop(reply.send(Ok(())));
         }
         (Request::Retain { reply, .. }, Outcome::Retained(step)) => drop(reply.send(Ok(step))),
+        (Request::MoveConsumer { reply, .. }, Outcome::Moved(found)) => {
+            drop(reply.send(Ok(found)));
+        }
         (Request::RebuildState { reply, .. }, Outcome::Rebuilt(objects)) => {
             drop(reply.send(Ok(objects)));
         }
@@ -261,6 +278,7 @@ fn fail(request: Request, error: &WriteError) {
         Request::Retain { reply, .. } => drop(reply.send(Err(error()))),
         Request::RebuildState { reply, .. } => drop(reply.send(Err(error()))),
         Request::SavePass { reply, .. } => drop(reply.send(Err(error()))),
+        Request::MoveConsumer { reply, .. } => drop(reply.send(Err(error()))),
     }
 }
 
@@ -285,6 +303,12 @@ fn apply_one(tx: &Transaction<'_>, request: &Request) -> rusqlite::Result<Outcom
             now_ms,
             ..
         } => save_consumer(tx, name, *committed, *now_ms).map(|()| Outcome::Done),
+        Request::MoveConsumer {
+            name,
+            committed,
+            now_ms,
+            ..
+        } => move_consumer(tx, name, *committed, *now_ms).map(Outcome::Moved),
         Request::DeleteConsumer { name, .. } => tx
             .execute("DELETE FROM consumers WHERE name = ?1", [name])
             .map(|_| Outcome::Done),
@@ -335,6 +359,20 @@ fn insert_event(tx: &Transaction<'_>, record: &NewRecord) -> rusqlite::Result<Ap
         )?;
     state::apply(tx, record, inserted)?;
     Ok(Appended::Stored(schema::to_sequence(inserted)))
+}
+
+/// Moves the consumer `name` to `committed` if it exists; whether it did.
+fn move_consumer(
+    tx: &Transaction<'_>,
+    name: &str,
+    committed: u64,
+    now_ms: i64,
+) -> rusqlite::Result<bool> {
+    let committed = i64::try_from(committed).unwrap_or(i64::MAX);
+    let moved = tx
+        .prepare_cached("UPDATE consumers SET committed = ?2, updated_at_ms = ?3 WHERE name = ?1")?
+        .execute(params![name, committed, now_ms])?;
+    Ok(moved > 0)
 }
 
 /// Creates the consumer `name` at `committed`, or moves an existing one there (keeping its

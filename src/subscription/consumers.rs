@@ -169,7 +169,7 @@ impl Consumers {
         if sequence <= current {
             return Ok(current);
         }
-        self.log.save_consumer(name, sequence, now_ms()).await?;
+        self.move_stored(name, sequence).await?;
         Ok(self.apply(name, |committed| committed.max(sequence)))
     }
 
@@ -179,8 +179,18 @@ impl Consumers {
     /// `NotFound`, `Active` while it streams, `Unstored`.
     pub async fn reset(&self, name: &str, sequence: u64) -> Result<u64, ConsumerError> {
         self.ensure_idle(name)?;
-        self.log.save_consumer(name, sequence, now_ms()).await?;
+        self.move_stored(name, sequence).await?;
         Ok(self.apply(name, |_| sequence))
+    }
+
+    /// Moves the stored position of `name`. A commit or reset queued behind a delete finds no row
+    /// and writes none, so a deleted consumer never comes back after a restart.
+    async fn move_stored(&self, name: &str, sequence: u64) -> Result<(), ConsumerError> {
+        if self.log.move_consumer(name, sequence, now_ms()).await? {
+            Ok(())
+        } else {
+            Err(ConsumerError::NotFound(name.to_owned()))
+        }
     }
 
     /// Forgets `name`.
@@ -238,7 +248,7 @@ impl Consumers {
     fn apply(&self, name: &str, update: impl FnOnce(u64) -> u64) -> u64 {
         let mut entries = self.entries();
         let Some(entry) = entries.get_mut(name) else {
-            // Deleted meanwhile: the stored row is gone too, nothing to update.
+            // Deleted meanwhile: its stored row is gone, and moves do not recreate it.
             return 0;
         };
         let committed = update(*entry.committed.borrow());

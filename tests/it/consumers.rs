@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use futures_util::TryFutureExt;
+
 use clerk_bridge::{
     log::LogOptions,
     proto::{
@@ -471,4 +473,46 @@ async fn a_full_disk_answers_503_and_keeps_what_was_stored() {
         .map(|e| e.sequence)
         .collect();
     assert_eq!(delivered, stored);
+}
+
+/// A delete racing a commit or reset: both may answer OK, but the consumer stays deleted, also
+/// after a restart (the move queued behind the delete must not recreate the stored row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_consumer_stays_deleted_when_a_commit_or_reset_races_it() {
+    let mut bridge = TestBridge::start().await;
+    bridge.post_events(0, 1).await;
+    let names: Vec<String> = (0..60).map(|i| format!("racer-{i}")).collect();
+    for name in &names {
+        drop(open(&bridge, name).await);
+    }
+    for name in &names {
+        drop(reopen(&bridge, name).await);
+    }
+    eventually("every lease to be released", || async {
+        list(&bridge).await.iter().all(|c| !c.3).then_some(())
+    })
+    .await;
+    let races = names.iter().enumerate().map(|(i, name)| {
+        let bridge = &bridge;
+        async move {
+            let (deleted, moved) = if i % 2 == 0 {
+                tokio::join!(delete(bridge, name), commit(bridge, name, 1).map_ok(|_| ()))
+            } else {
+                let reset = reset(bridge, name, StartPosition::Latest, 0).map_ok(|_| ());
+                tokio::join!(delete(bridge, name), reset)
+            };
+            deleted.unwrap();
+            if let Err(status) = moved {
+                assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+            }
+        }
+    });
+    futures_util::future::join_all(races).await;
+    assert_eq!(list(&bridge).await, Vec::new());
+    bridge.restart().await;
+    assert_eq!(
+        list(&bridge).await,
+        Vec::new(),
+        "deleted consumers came back"
+    );
 }

@@ -40,21 +40,35 @@ async fn bridge_for(fake: &FakeClerk) -> TestBridge {
 async fn run_pass(bridge: &TestBridge, reconcile: bool) -> SyncProgress {
     let mut client = SyncServiceClient::new(bridge.channel().await);
     let progress: Vec<SyncProgress> = if reconcile {
-        let mut stream = client.reconcile(ReconcileRequest {}).await.unwrap().into_inner();
+        let mut stream = client
+            .reconcile(ReconcileRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         let mut all = Vec::new();
-        while let Some(m) = within("reconcile progress", stream.message()).await.unwrap() {
+        while let Some(m) = within("reconcile progress", stream.message())
+            .await
+            .unwrap()
+        {
             all.push(m.progress.unwrap());
         }
         all
     } else {
-        let mut stream = client.backfill(BackfillRequest {}).await.unwrap().into_inner();
+        let mut stream = client
+            .backfill(BackfillRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         let mut all = Vec::new();
         while let Some(m) = within("backfill progress", stream.message()).await.unwrap() {
             all.push(m.progress.unwrap());
         }
         all
     };
-    let last = progress.last().cloned().expect("at least one progress message");
+    let last = progress
+        .last()
+        .cloned()
+        .expect("at least one progress message");
     assert_ne!(last.state(), SyncState::Running, "{last:?}");
     last
 }
@@ -102,7 +116,10 @@ async fn a_backfill_loads_every_object_once_within_its_budget_and_a_rerun_append
 
     let done = run_pass(&bridge, false).await;
     assert_eq!(done.state(), SyncState::Completed, "{done:?}");
-    assert_eq!((done.read, done.appended, done.unchanged), (32_000, 32_000, 0));
+    assert_eq!(
+        (done.read, done.appended, done.unchanged),
+        (32_000, 32_000, 0)
+    );
     assert_eq!(done.expected, 32_000);
     let objects = live_objects(&bridge).await;
     assert_eq!(versions(&objects), clerk_objects(&fake));
@@ -118,11 +135,17 @@ async fn a_backfill_loads_every_object_once_within_its_budget_and_a_rerun_append
     assert!(requests.len() <= 80, "{} requests", requests.len());
     let span = requests.last().unwrap().at - requests.first().unwrap().at;
     let fastest = Duration::from_secs_f64((requests.len() - 1) as f64 / TEST_RATE);
-    assert!(span + Duration::from_millis(50) >= fastest, "{span:?} < {fastest:?}");
+    assert!(
+        span + Duration::from_millis(50) >= fastest,
+        "{span:?} < {fastest:?}"
+    );
 
     let again = run_pass(&bridge, false).await;
     assert_eq!(again.state(), SyncState::Completed);
-    assert_eq!((again.read, again.appended, again.unchanged), (32_000, 0, 32_000));
+    assert_eq!(
+        (again.read, again.appended, again.unchanged),
+        (32_000, 0, 32_000)
+    );
     let (head, _) = bridge.positions().await;
     assert_eq!(head, 32_000, "a rerun stores nothing");
 }
@@ -132,7 +155,10 @@ async fn a_backfill_killed_mid_way_resumes_where_it_stood() {
     let fake = FakeClerk::start(Store::generate(3_000, 10, 10)).await;
     let dir = tempfile::tempdir().unwrap();
     let api_url = fake.base_url();
-    let env = [("CLERK_SECRET_KEY", SECRET_KEY), ("CLERK_API_URL", api_url.as_str())];
+    let env = [
+        ("CLERK_SECRET_KEY", SECRET_KEY),
+        ("CLERK_API_URL", api_url.as_str()),
+    ];
     // A development key: 10 requests per second at the whole share, so the pass takes a while.
     let flags = ["--clerk-api-share", "1"];
     let mut bridge = BridgeProcess::start_with_env(dir.path(), &flags, &env).await;
@@ -140,7 +166,11 @@ async fn a_backfill_killed_mid_way_resumes_where_it_stood() {
     let mut follower = clerk_bridge(&env, ["backfill", "--grpc-addr", &grpc]);
     let mut follower = follower.spawn().unwrap();
     eventually("two pages of users", || async {
-        let pages = fake.requests().iter().filter(|r| r.path == "/users" && r.status == 200).count();
+        let pages = fake
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/users" && r.status == 200)
+            .count();
         (pages >= 2).then_some(())
     })
     .await;
@@ -165,7 +195,9 @@ async fn a_backfill_killed_mid_way_resumes_where_it_stood() {
         .cloned()
         .collect();
     assert!(
-        resumed.first().is_some_and(|r| r.param("starting_after").is_some()),
+        resumed
+            .first()
+            .is_some_and(|r| r.param("starting_after").is_some()),
         "the resumed pass continued after the saved cursor: {resumed:?}"
     );
     let logs = bridge.log_lines().join("\n");
@@ -183,7 +215,11 @@ enum Change {
 }
 
 /// Applies `change` to the fake and returns the webhook Clerk would send for it (type, data).
-fn apply_change(fake: &FakeClerk, change: Change, rng: &mut fastrand::Rng) -> Option<(String, Value)> {
+fn apply_change(
+    fake: &FakeClerk,
+    change: Change,
+    rng: &mut fastrand::Rng,
+) -> Option<(String, Value)> {
     fake.with_store(|store| {
         let pick = |ids: Vec<String>, rng: &mut fastrand::Rng| {
             (!ids.is_empty()).then(|| ids[rng.usize(..ids.len())].clone())
@@ -221,7 +257,10 @@ fn apply_change(fake: &FakeClerk, change: Change, rng: &mut fastrand::Rng) -> Op
             Change::UpdateOrganization => {
                 let id = pick(store.organizations.ids(), rng)?;
                 store.update(Kind::Organization, &id);
-                Some(("organization.updated".to_owned(), data(store, Kind::Organization, &id)))
+                Some((
+                    "organization.updated".to_owned(),
+                    data(store, Kind::Organization, &id),
+                ))
             }
         }
     })
@@ -286,7 +325,11 @@ async fn a_partial_pass_deletes_nothing() {
     });
     let done = run_pass(&bridge, true).await;
     assert_eq!(done.state(), SyncState::Failed, "{done:?}");
-    assert!(done.message.contains("nothing was deleted"), "{}", done.message);
+    assert!(
+        done.message.contains("nothing was deleted"),
+        "{}",
+        done.message
+    );
     assert_eq!(done.deleted, 0);
     assert!(live_objects(&bridge).await.contains_key(&gone));
 }

@@ -79,7 +79,10 @@ pub(crate) fn json(answer: Answer) -> Response<Body> {
     );
     *response.status_mut() = answer.status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, "application/json".parse().expect("header value"));
+    headers.insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("header value"),
+    );
     headers.insert(CONTENT_LENGTH, length.into());
     response
 }
@@ -91,12 +94,18 @@ fn truncated(answer: Answer) -> Response<Body> {
     let first = bytes.split_to(length / 2);
     let frames = stream::iter([
         Ok(Frame::data(first)),
-        Err(io::Error::new(io::ErrorKind::ConnectionReset, "injected truncation")),
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "injected truncation",
+        )),
     ]);
     let mut response = Response::new(StreamBody::new(frames).boxed());
     *response.status_mut() = answer.status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, "application/json".parse().expect("header value"));
+    headers.insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("header value"),
+    );
     headers.insert(CONTENT_LENGTH, length.into());
     response
 }

@@ -229,13 +229,27 @@ async fn handle(state: &Mutex<State>, request: Request<Incoming>) -> Response<Bo
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         let (fault, answer) = if !request.uri().path().starts_with(PREFIX) {
             // Not the API: a bare 404 like a proxy's, without Clerk's error body.
-            let answer = Answer { status: StatusCode::NOT_FOUND, body: "Not Found".to_owned() };
+            let answer = Answer {
+                status: StatusCode::NOT_FOUND,
+                body: "Not Found".to_owned(),
+            };
             (None, answer)
         } else if !authorized {
-            let answer = clerk_error(StatusCode::UNAUTHORIZED, "authentication_invalid", "Unauthorized");
+            let answer = clerk_error(
+                StatusCode::UNAUTHORIZED,
+                "authentication_invalid",
+                "Unauthorized",
+            );
             (None, answer)
         } else if request.method() != hyper::Method::GET {
-            (None, clerk_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "GET only"))
+            (
+                None,
+                clerk_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "GET only",
+                ),
+            )
         } else {
             state.prepare(&recorded)
         };
@@ -294,7 +308,12 @@ impl State {
             .position(|(prefix, _)| request.path.starts_with(prefix.as_str()))
             .and_then(|index| self.faults.remove(index))
             .map(|(_, fault)| fault);
-        let answer = routes::answer(&self.store, self.deleted_cursor, &request.path, &request.query);
+        let answer = routes::answer(
+            &self.store,
+            self.deleted_cursor,
+            &request.path,
+            &request.query,
+        );
         (fault, answer)
     }
 }

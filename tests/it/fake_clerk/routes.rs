@@ -94,10 +94,16 @@ pub(crate) fn answer(store: &Store, deleted: DeletedCursor, path: &str, query: &
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result = match segments.as_slice() {
         ["users"] => list_users(store, deleted, query),
-        ["users", "count"] => Ok(ok(json!({"object": "total_count", "total_count": store.users.rows().len()})
-            .to_string())),
+        ["users", "count"] => Ok(ok(
+            json!({"object": "total_count", "total_count": store.users.rows().len()}).to_string(),
+        )),
         ["users", id] => get(&store.users, id),
-        ["organizations"] => list(&store.organizations, query, ORGANIZATION_ORDER_FIELDS, |_| true),
+        ["organizations"] => list(
+            &store.organizations,
+            query,
+            ORGANIZATION_ORDER_FIELDS,
+            |_| true,
+        ),
         ["organizations", id] => get(&store.organizations, id),
         ["organizations", id, "memberships"] => organization_memberships(store, id, query),
         ["organization_memberships"] => {
@@ -112,7 +118,11 @@ pub(crate) fn answer(store: &Store, deleted: DeletedCursor, path: &str, query: &
 fn list_users(store: &Store, deleted: DeletedCursor, query: &Query) -> Result<Answer, Answer> {
     let paging = paging(query, USER_ORDER_FIELDS)?;
     let created_after = match param(query, "created_at_after") {
-        Some(value) => Some(value.parse::<i64>().map_err(|_| invalid("created_at_after"))?),
+        Some(value) => Some(
+            value
+                .parse::<i64>()
+                .map_err(|_| invalid("created_at_after"))?,
+        ),
         None => None,
     };
     let rows: Vec<&Row> = ordered(&store.users, &paging)
@@ -125,7 +135,11 @@ fn list_users(store: &Store, deleted: DeletedCursor, query: &Query) -> Result<An
         Some(id) => match cursor_at(&store.users, deleted, id)? {
             Some(at) => rows.partition_point(|row| {
                 let key = (row.created_at, row.id.as_str());
-                if paging.descending { key >= (at, id) } else { key <= (at, id) }
+                if paging.descending {
+                    key >= (at, id)
+                } else {
+                    key <= (at, id)
+                }
             }),
             None => rows.len(),
         },
@@ -182,7 +196,10 @@ fn list(
 
 /// `GET` of one object.
 fn get(table: &Table, id: &str) -> Result<Answer, Answer> {
-    table.get(id).map(|row| ok(row.json.clone())).ok_or_else(not_found)
+    table
+        .get(id)
+        .map(|row| ok(row.json.clone()))
+        .ok_or_else(not_found)
 }
 
 /// Reads `limit`, `offset` and `order_by` (the first one, as Clerk does).

@@ -104,7 +104,9 @@ impl Table {
 
     /// Adds a row in order.
     fn insert(&mut self, row: Row) {
-        let slot = self.position(&row.id, row.created_at).unwrap_or_else(|slot| slot);
+        let slot = self
+            .position(&row.id, row.created_at)
+            .unwrap_or_else(|slot| slot);
         self.live.insert(row.id.clone(), row.created_at);
         self.rows.insert(slot, row);
     }
@@ -119,8 +121,12 @@ impl Table {
 
     /// Replaces a live row's JSON.
     fn replace(&mut self, id: &str, json: String) -> bool {
-        let Some(at) = self.live.get(id).copied() else { return false };
-        let Ok(index) = self.position(id, at) else { return false };
+        let Some(at) = self.live.get(id).copied() else {
+            return false;
+        };
+        let Ok(index) = self.position(id, at) else {
+            return false;
+        };
         self.rows[index].json = json;
         true
     }
@@ -144,7 +150,10 @@ impl Store {
         }
         let org_ids = store.organizations.ids();
         let per_org = memberships.div_ceil(organizations.max(1));
-        assert!(per_org <= users, "more memberships than distinct (organization, user) pairs");
+        assert!(
+            per_org <= users,
+            "more memberships than distinct (organization, user) pairs"
+        );
         for i in 0..memberships {
             let (org, round) = (i % organizations, i / organizations);
             let user = (org * 7 + round * (users / per_org.max(1)).max(1)) % users;
@@ -224,7 +233,9 @@ impl Store {
 
     /// Changes an object (its public metadata) and bumps its `updated_at`.
     pub(crate) fn update(&mut self, kind: Kind, id: &str) -> bool {
-        let Some(row) = self.table(kind).get(id) else { return false };
+        let Some(row) = self.table(kind).get(id) else {
+            return false;
+        };
         let mut object: Value = serde_json::from_str(&row.json).expect("stored JSON");
         self.clock += 1;
         object["updated_at"] = json!(self.clock);
@@ -370,7 +381,11 @@ fn set<const N: usize>(object: &mut Value, fields: [(&str, Value); N]) {
 /// bijection of it), in no particular order (so nothing can lean on ids sorting like `created_at`).
 fn fresh_id(prefix: &str, n: u64) -> String {
     let mut id = format!("{prefix}_");
-    for (mut state, digits) in [(splitmix(n), 11), (splitmix(!n), 11), (splitmix(n ^ 0x5A5A), 5)] {
+    for (mut state, digits) in [
+        (splitmix(n), 11),
+        (splitmix(!n), 11),
+        (splitmix(n ^ 0x5A5A), 5),
+    ] {
         for _ in 0..digits {
             id.push(char::from(BASE62[(state % 62) as usize]));
             state /= 62;
