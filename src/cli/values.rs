@@ -95,13 +95,22 @@ pub fn socket_addr(value: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| "the host has no address".to_owned())
 }
 
-/// An absolute URL path without query, fragment or spaces, e.g. `/webhooks/clerk`.
+/// The paths the webhook port serves itself, which the webhook route must not shadow.
+const RESERVED_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// The webhook route: an absolute URL path without query, fragment or spaces, e.g.
+/// `/webhooks/clerk`, and none of the probe or metrics paths.
 ///
 /// # Errors
 /// A message for clap when the value is not such a path.
 pub fn url_path(value: &str) -> Result<String, String> {
     if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
         return Err("expected a path such as /webhooks/clerk".to_owned());
+    }
+    if RESERVED_PATHS.contains(&value) {
+        return Err(format!(
+            "{value} is served by the bridge itself (probes, metrics); choose another path"
+        ));
     }
     Ok(value.to_owned())
 }
@@ -177,7 +186,9 @@ mod tests {
         assert!(socket_addr("localhost:80").is_ok());
         assert!(socket_addr("1.2.3.4").is_err());
         assert_eq!(url_path("/hooks"), Ok("/hooks".to_owned()));
-        for bad in ["hooks", "/a?b", "/a b", "/a#b"] {
+        for bad in [
+            "hooks", "/a?b", "/a b", "/a#b", "/healthz", "/readyz", "/metrics",
+        ] {
             assert!(url_path(bad).is_err(), "{bad}");
         }
         assert_eq!(

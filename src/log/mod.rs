@@ -50,6 +50,7 @@ mod writer;
 
 use std::{
     fs::File,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
@@ -64,6 +65,10 @@ use writer::{Request, Writer};
 
 /// Name of the database file inside the data directory.
 const DB_FILE: &str = "events.sqlite3";
+/// Mode of the directories the log creates: the owner's alone.
+const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Mode of the files the log creates: the owner's alone.
+const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Name of the lock file inside the data directory.
 const LOCK_FILE: &str = "LOCK";
 /// Writes (appends, consumer changes, retention steps) that may wait for the writer; beyond this,
@@ -194,6 +199,10 @@ impl Log {
     pub fn open(data_dir: &Path, options: LogOptions) -> Result<Self, OpenError> {
         let lock = lock_data_dir(data_dir)?;
         let db_path = data_dir.join(DB_FILE);
+        create_private(&db_path).map_err(|source| OpenError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
         let conn = schema::open_writer(&db_path, options.max_pages)?;
         state::complete_if_empty(&conn)?;
         let positions = Positions {
@@ -397,17 +406,35 @@ impl Log {
     }
 }
 
+/// Creates the database file, owner-only, before SQLite opens it: SQLite gives the files it adds
+/// beside it (`-wal`, `-shm`) the same mode. An existing file is left as it is.
+fn create_private(db_path: &Path) -> std::io::Result<()> {
+    File::options()
+        .create(true)
+        .append(true)
+        .mode(PRIVATE_FILE_MODE)
+        .open(db_path)
+        .map(drop)
+}
+
 /// Creates `data_dir` if needed and takes its lock file.
 fn lock_data_dir(data_dir: &Path) -> Result<File, OpenError> {
     let dir_error = |source| OpenError::DataDir {
         path: data_dir.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(data_dir).map_err(dir_error)?;
+    // The log holds personal data: directories it creates and files it writes are the owner's
+    // alone (an existing directory keeps the mode its owner gave it).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(data_dir)
+        .map_err(dir_error)?;
     let lock = File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(PRIVATE_FILE_MODE)
         .open(data_dir.join(LOCK_FILE))
         .map_err(dir_error)?;
     match lock.try_lock() {

@@ -342,6 +342,7 @@ async fn every_subcommand_refuses_a_bad_value_with_64_and_one_line() {
         (&["serve", "--http-addr", "nope"], "--http-addr"),
         (&["serve", "--grpc-addr", "1.2.3.4"], "--grpc-addr"),
         (&["serve", "--webhook-path", "hooks"], "--webhook-path"),
+        (&["serve", "--webhook-path", "/healthz"], "--webhook-path"),
         (&["serve", "--max-body-bytes", "0"], "--max-body-bytes"),
         (
             &["serve", "--max-connections", "18446744073709551615"],

@@ -172,3 +172,25 @@ fn committed_events_reach_the_database_file_without_a_close_or_the_writers_fallb
     }
     log.close();
 }
+
+#[test]
+fn the_data_directory_and_its_files_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("nested").join("data");
+    let log = Log::open(&dir, LogOptions::default()).unwrap();
+    runtime().block_on(log.append(record("a"))).unwrap();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&parent.path().join("nested")), 0o700);
+    for file in [
+        "events.sqlite3",
+        "events.sqlite3-wal",
+        "events.sqlite3-shm",
+        "LOCK",
+    ] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    log.close();
+}
