@@ -13,6 +13,12 @@
 //! - The cursor (the sequence of the last event handled) is written in the same transaction as the
 //!   change, so a crash at any point neither skips nor applies an event twice. On start the stream
 //!   resumes after that cursor: the database is the source of truth.
+//! - Bootstrapping: with no cursor yet (a new database), or when the bridge refuses the cursor with
+//!   OUT_OF_RANGE (retention deleted the events after it), the stream starts from a snapshot of the
+//!   bridge's state instead, tombstones included (rows of objects deleted since become tombstones).
+//!   Its events go through the same rule but leave the cursor alone; at `snapshot_end` the cursor
+//!   moves to the snapshot's sequence S, S is committed, and the events after S follow on the same
+//!   stream. A crash before `snapshot_end` bootstraps again, which the rule makes harmless.
 //! - The stream belongs to a named durable consumer: after each transaction the sequence is
 //!   committed to the bridge too, which keeps its lag and retention right, and the bridge lets only
 //!   one stream per name run, so two copies of this program cannot interleave.
@@ -25,9 +31,9 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
 use clerk_bridge::proto::{
-    CommitRequest, EmailAddress, Event, StartPosition, SubscribeRequest, User, event::Payload,
-    event_stream_client::EventStreamClient, organization_event, organization_membership_event,
-    subscribe_response::Message, user_event,
+    CommitRequest, EmailAddress, Event, SnapshotEnd, StartPosition, SubscribeRequest, User,
+    event::Payload, event_stream_client::EventStreamClient, organization_event,
+    organization_membership_event, subscribe_response::Message, user_event,
 };
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value as SqlValue};
 use tonic::{Code, Status, transport::Channel};
@@ -107,7 +113,10 @@ struct Args {
 enum Stop {
     /// Worth another try after a pause.
     Retry(String),
-    /// Needs a person: a database error, or a position the bridge no longer has.
+    /// The bridge no longer holds the events after the cursor (OUT_OF_RANGE): the next stream
+    /// bootstraps from a snapshot.
+    Behind(String),
+    /// Needs a person: a database error, or a request the bridge will always refuse.
     Fatal(String),
 }
 
@@ -115,9 +124,10 @@ impl From<Status> for Stop {
     fn from(status: Status) -> Self {
         let text = format!("{:?}: {}", status.code(), status.message());
         match status.code() {
-            // A cursor below the bridge's retention (the events are gone: resync from Clerk's
-            // API), a bad consumer name, or a request the bridge will always refuse.
-            Code::OutOfRange | Code::InvalidArgument | Code::PermissionDenied => Stop::Fatal(text),
+            // Retention deleted events this consumer has not applied.
+            Code::OutOfRange => Stop::Behind(text),
+            // A bad consumer name, or a request the bridge will always refuse.
+            Code::InvalidArgument | Code::PermissionDenied => Stop::Fatal(text),
             // Unavailable (restart), Aborted (a previous stream of this consumer is still closing)...
             _ => Stop::Retry(text),
         }
@@ -159,7 +169,7 @@ async fn main() {
     };
     match result {
         Ok(()) => {}
-        Err(Stop::Fatal(reason) | Stop::Retry(reason)) => {
+        Err(Stop::Fatal(reason) | Stop::Retry(reason) | Stop::Behind(reason)) => {
             eprintln!("sync_sqlite: {reason}");
             std::process::exit(1);
         }
@@ -189,9 +199,15 @@ async fn sync(args: &Args, db: &mut Connection) -> Stop {
     };
     let mut client = EventStreamClient::new(channel);
     let mut backoff = FIRST_BACKOFF;
+    // Set by OUT_OF_RANGE, cleared once a snapshot is applied.
+    let mut behind = false;
     loop {
-        let reason = match stream_once(args, db, &mut client, &mut backoff).await {
+        let reason = match stream_once(args, db, &mut client, &mut backoff, &mut behind).await {
             Stop::Fatal(reason) => return Stop::Fatal(reason),
+            Stop::Behind(reason) => {
+                behind = true;
+                reason
+            }
             Stop::Retry(reason) => reason,
         };
         let pause = jittered(backoff);
@@ -204,37 +220,37 @@ async fn sync(args: &Args, db: &mut Connection) -> Stop {
     }
 }
 
-/// One stream: from the stored cursor until it fails.
+/// One stream: from the stored cursor (or a snapshot, see [`request`]) until it fails.
 async fn stream_once(
     args: &Args,
     db: &mut Connection,
     client: &mut EventStreamClient<Channel>,
     backoff: &mut Duration,
+    behind: &mut bool,
 ) -> Stop {
     let run = async {
-        let cursor = cursor(db, &args.consumer)?;
-        let request = SubscribeRequest {
-            consumer: args.consumer.clone(),
-            start: StartPosition::AfterSequence.into(),
-            after_sequence: cursor,
-            event_types: EVENT_TYPES.map(String::from).to_vec(),
-            ..SubscribeRequest::default()
-        };
+        let request = request(args, cursor(db, &args.consumer)?, *behind);
+        // Until `snapshot_end`, events are the snapshot's: they leave the cursor where it is.
+        let mut in_snapshot = request.start == i32::from(StartPosition::Snapshot);
         let mut stream = client.subscribe(request).await?.into_inner();
         while let Some(response) = stream.message().await? {
             match response.message {
                 Some(Message::Event(event)) => {
-                    let outcome = apply(db, &args.consumer, &event)?;
+                    let moves_cursor = !in_snapshot;
+                    let outcome = apply(db, &args.consumer, &event, moves_cursor)?;
                     println!(
                         "#{} {} {}: {outcome}",
                         event.sequence, event.r#type, event.object_id
                     );
-                    let commit = CommitRequest {
-                        consumer: args.consumer.clone(),
-                        sequence: event.sequence,
-                    };
-                    client.commit(commit).await?;
-                    *backoff = FIRST_BACKOFF;
+                    if moves_cursor {
+                        commit(client, &args.consumer, event.sequence).await?;
+                        *backoff = FIRST_BACKOFF;
+                    }
+                }
+                Some(Message::SnapshotEnd(end)) => {
+                    finish_snapshot(db, client, &args.consumer, &end).await?;
+                    in_snapshot = false;
+                    *behind = false;
                 }
                 Some(Message::Start(start)) => eprintln!(
                     "streaming after #{} as consumer {:?} (the log holds #{}..#{})",
@@ -250,7 +266,7 @@ async fn stream_once(
                         caught_up.head_sequence
                     );
                 }
-                Some(Message::Heartbeat(_) | Message::SnapshotEnd(_)) | None => {}
+                Some(Message::Heartbeat(_)) | None => {}
             }
         }
         Ok::<_, Stop>(Stop::Retry("the bridge ended the stream".to_owned()))
@@ -258,8 +274,65 @@ async fn stream_once(
     run.await.unwrap_or_else(|stop| stop)
 }
 
-/// The sequence of the last event handled (0: none yet).
-fn cursor(db: &Connection, consumer: &str) -> rusqlite::Result<u64> {
+/// The stream to open: after the cursor, or the bridge's state first (a snapshot, tombstones
+/// included) when there is no cursor yet or the bridge no longer holds the events after it.
+fn request(args: &Args, cursor: Option<u64>, behind: bool) -> SubscribeRequest {
+    let request = SubscribeRequest {
+        consumer: args.consumer.clone(),
+        event_types: EVENT_TYPES.map(String::from).to_vec(),
+        ..SubscribeRequest::default()
+    };
+    let why = match cursor {
+        Some(cursor) if !behind => {
+            return SubscribeRequest {
+                start: StartPosition::AfterSequence.into(),
+                after_sequence: cursor,
+                ..request
+            };
+        }
+        Some(cursor) => format!("position {cursor} no longer retained"),
+        None => "database empty".to_owned(),
+    };
+    eprintln!("bootstrapping from a snapshot ({why})");
+    SubscribeRequest {
+        start: StartPosition::Snapshot.into(),
+        include_tombstones: true,
+        ..request
+    }
+}
+
+/// Moves the cursor to the snapshot's sequence (the state now holds everything up to it) and
+/// commits it to the bridge.
+async fn finish_snapshot(
+    db: &Connection,
+    client: &mut EventStreamClient<Channel>,
+    consumer: &str,
+    end: &SnapshotEnd,
+) -> Result<(), Stop> {
+    move_cursor(db, consumer, end.sequence)?;
+    commit(client, consumer, end.sequence).await?;
+    eprintln!(
+        "snapshot applied: {} objects, consistent at #{}",
+        end.objects, end.sequence
+    );
+    Ok(())
+}
+
+/// Tells the bridge that everything up to `sequence` is applied.
+async fn commit(
+    client: &mut EventStreamClient<Channel>,
+    consumer: &str,
+    sequence: u64,
+) -> Result<(), Status> {
+    let request = CommitRequest {
+        consumer: consumer.to_owned(),
+        sequence,
+    };
+    client.commit(request).await.map(drop)
+}
+
+/// The sequence of the last event handled (`None`: nothing yet).
+fn cursor(db: &Connection, consumer: &str) -> rusqlite::Result<Option<u64>> {
     let stored: Option<i64> = db
         .query_row(
             "SELECT sequence FROM clerk_cursor WHERE consumer = ?1",
@@ -267,25 +340,38 @@ fn cursor(db: &Connection, consumer: &str) -> rusqlite::Result<u64> {
             |row| row.get(0),
         )
         .optional()?;
-    Ok(stored.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+    Ok(stored.map(|s| u64::try_from(s).unwrap_or(0)))
 }
 
-/// Applies `event` and moves the cursor, in one transaction. Says what happened.
-fn apply(db: &mut Connection, consumer: &str, event: &Event) -> rusqlite::Result<&'static str> {
+/// Applies `event`, and moves the cursor to it unless it is a snapshot's, in one transaction.
+/// Says what happened.
+fn apply(
+    db: &mut Connection,
+    consumer: &str,
+    event: &Event,
+    moves_cursor: bool,
+) -> rusqlite::Result<&'static str> {
     let tx = db.transaction()?;
     let outcome = match row(event) {
         Some(row) if upsert(&tx, &row)? > 0 => "applied",
         Some(_) => "ignored (not newer than the stored version)",
         None => "skipped (not a synced type)",
     };
-    let sequence = i64::try_from(event.sequence).unwrap_or(i64::MAX);
-    tx.execute(
+    if moves_cursor {
+        move_cursor(&tx, consumer, event.sequence)?;
+    }
+    tx.commit()?;
+    Ok(outcome)
+}
+
+/// Stores `sequence` as the cursor (within the caller's transaction, if any).
+fn move_cursor(db: &Connection, consumer: &str, sequence: u64) -> rusqlite::Result<usize> {
+    let sequence = i64::try_from(sequence).unwrap_or(i64::MAX);
+    db.execute(
         "INSERT INTO clerk_cursor (consumer, sequence) VALUES (?1, ?2)
          ON CONFLICT (consumer) DO UPDATE SET sequence = excluded.sequence",
         params![consumer, sequence],
-    )?;
-    tx.commit()?;
-    Ok(outcome)
+    )
 }
 
 /// The rule: insert, or overwrite only a strictly older version (or the same version by a delete).

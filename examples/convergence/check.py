@@ -5,9 +5,13 @@ Starts a clerk-bridge on free ports with a temporary data dir, drives it with `c
 through a scripted story (users created, updated several times, deleted, re-created under a new id;
 organizations and memberships changing), delivered with Svix redeliveries, replays and in shuffled
 order, while the consumers run: each is killed with SIGKILL in the middle and restarted, and the
-bridge itself is restarted once. At the end the three SQLite databases must be identical to each
-other and to the state the story leads to (computed here from the story, in the order it happened),
-every cursor must be at the last relevant event, and the bridge's committed positions must match.
+bridge itself is restarted once. Near the end the consumers are killed again, and the bridge is
+restarted with a retention cap that deletes every stored event: they come back below retention
+(OUT_OF_RANGE) and bootstrap from the bridge's snapshot, and so does a second consumer of each
+language started only then, with an empty database. At the end the six SQLite databases must be
+identical to each other and to the state the story leads to (computed here from the story, in the
+order it happened), every cursor must be at the last relevant event (or at the sequence of its last
+snapshot, when that is later), and the bridge's committed positions must match.
 
 Prints one line per failed expectation and a closing line `convergence: N passed, M failed`; exits 0
 only when nothing failed. Run from anywhere; stdlib only (the consumers' own dependencies are
@@ -19,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import socket
 import sqlite3
@@ -37,6 +42,12 @@ TABLES = {
     "organization_memberships": ["organization_id", "user_id", "role"],
 }
 PATIENCE = float(os.environ.get("CONVERGENCE_PATIENCE_SECS", "60"))
+# The age cap of the bridge's last run: every event stored before it is older than this by then.
+RETENTION_MAX_AGE_SECS = 1
+# Stored while the consumers are down before retention runs, so that every cursor is behind the head
+# (a session event: no table changes).
+RETENTION_MARKER = ("msg_retention_marker", {"type": "session.created", "sets": {"data.user_id": "user_ada"}})
+SNAPSHOT_APPLIED = re.compile(r"snapshot applied: \d+ objects, consistent at #(\d+)")
 RESULTS = {"passed": 0, "failed": 0}
 
 
@@ -196,12 +207,15 @@ class Bridge:
     def url(self):
         return f"http://127.0.0.1:{self.http}/webhooks/clerk"
 
-    def start(self):
+    def start(self, retention_max_age=None):
+        """Starts the bridge; with `retention_max_age` (seconds), retention runs at once and deletes
+        every event stored longer ago than that."""
         env = dict(os.environ, CLERK_WEBHOOK_SIGNING_SECRET=SECRET, RUST_LOG="warn")
         log = open(os.path.join(self.workdir, "bridge.log"), "ab")
+        retention = ["--retention-max-age", f"{retention_max_age}s"] if retention_max_age else []
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--http-addr", f"127.0.0.1:{self.http}", "--grpc-addr", self.grpc_addr,
-             "--data-dir", self.data_dir, "--heartbeat-interval", "1s"],
+             "--data-dir", self.data_dir, "--heartbeat-interval", "1s", *retention],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.time() + PATIENCE
         while time.time() < deadline:
@@ -214,6 +228,14 @@ class Bridge:
             except OSError:
                 time.sleep(0.05)
         sys.exit("convergence: the bridge did not start")
+
+    def first_retained(self):
+        """The log's first retained sequence, from the `/metrics` gauge."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/metrics", timeout=5) as page:
+            for line in page.read().decode().splitlines():
+                if line.startswith("clerk_bridge_log_first_retained_sequence "):
+                    return int(line.split()[1])
+        sys.exit("convergence: /metrics has no clerk_bridge_log_first_retained_sequence")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -228,7 +250,8 @@ class Bridge:
 
 class Consumer:
     def __init__(self, name, argv, workdir, cwd):
-        self.name, self.argv, self.cwd = name, argv, cwd
+        self.name, self.cwd = name, cwd
+        self.argv = argv + ["--consumer", f"sync-sqlite-{name}"]
         self.db = os.path.join(workdir, f"{name}.db")
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.proc = None
@@ -249,21 +272,34 @@ class Consumer:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def log_tail(self, lines=15):
+    def log_text(self):
         try:
             with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
+                return f.read()
         except OSError:
             return ""
 
+    def log_tail(self, lines=15):
+        return "".join(self.log_text().splitlines(keepends=True)[-lines:])
 
-def consumers(workdir):
+    def since_start(self):
+        """What it logged since it was last started."""
+        return self.log_text().rpartition(f"--- start {self.starts}\n")[2]
+
+    def snapshot_sequence(self):
+        """The sequence of the last snapshot it applied (0: none)."""
+        found = SNAPSHOT_APPLIED.findall(self.log_text())
+        return int(found[-1]) if found else 0
+
+
+def consumers(workdir, suffix=""):
     py = os.path.join(ROOT, "examples", "python")
     node = os.path.join(ROOT, "examples", "node")
     return [
-        Consumer("rust", [os.path.join(ROOT, "target", "release", "examples", "sync_sqlite")], workdir, ROOT),
-        Consumer("python", [os.path.join(py, ".venv", "bin", "python"), os.path.join(py, "sync_sqlite.py")], workdir, py),
-        Consumer("node", ["node", os.path.join(node, "sync_sqlite.js")], workdir, node),
+        Consumer(f"rust{suffix}", [os.path.join(ROOT, "target", "release", "examples", "sync_sqlite")], workdir, ROOT),
+        Consumer(f"python{suffix}", [os.path.join(py, ".venv", "bin", "python"), os.path.join(py, "sync_sqlite.py")],
+                 workdir, py),
+        Consumer(f"node{suffix}", ["node", os.path.join(node, "sync_sqlite.js")], workdir, node),
     ]
 
 
@@ -312,10 +348,12 @@ class Sender:
 
     def __init__(self, binary, bridge, sequences):
         self.binary, self.bridge, self.sequences = binary, bridge, sequences
+        self.last_stored_at = 0.0  # when the bridge last answered (every event before is stored)
 
     def send(self, batch):
         for msg_id, step in batch:
             answer = trigger(self.binary, self.bridge, msg_id, step)
+            self.last_stored_at = time.time()
             self.sequences[msg_id] = (answer["sequence"], step["type"])
 
 
@@ -361,6 +399,31 @@ def committed_positions(binary, bridge):
     return positions
 
 
+def logged_events(binary, bridge):
+    """(sequence, message id) of every event the log still holds, in log order."""
+    logged = subprocess.run([binary, "tail", "--grpc-addr", bridge.grpc_addr, "--from", "1", "--no-follow", "--json"],
+                            capture_output=True, text=True)
+    return [(e["sequence"], e["event_id"]) for e in map(json.loads, logged.stdout.splitlines())]
+
+
+def bridge_state(binary, bridge):
+    """(object id, version, deleted) of every synced object in the bridge's state, sorted."""
+    result = subprocess.run([binary, "snapshot", "--grpc-addr", bridge.grpc_addr, "--json", "--tombstones",
+                             "--types", "user.*,organization.*,organizationMembership.*"], capture_output=True, text=True)
+    objects = map(json.loads, result.stdout.splitlines())
+    return sorted((o["object_id"], o["object_version"], 1 if o["deleted"] else 0) for o in objects)
+
+
+def wait_for(condition):
+    """Polls `condition` until it holds or PATIENCE runs out; returns whether it held."""
+    deadline = time.time() + PATIENCE
+    while not condition():
+        if time.time() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "clerk-bridge"))
@@ -378,15 +441,21 @@ def main():
     bridge = Bridge(binary, workdir)
     bridge.start()
     team = consumers(workdir)
+    late = consumers(workdir, "-late")  # started only once retention has deleted every early event
+    everyone = team + late
     sequences = {}
     sender = Sender(binary, bridge, sequences)
-    cut = [int(len(plan) * f) for f in (0.3, 0.45, 0.6, 0.75, 0.9)]
-    batches = [plan[:cut[0]], plan[cut[0]:cut[1]], plan[cut[1]:cut[2]], plan[cut[2]:cut[3]], plan[cut[3]:cut[4]], plan[cut[4]:]]
+    cut = [int(len(plan) * f) for f in (0.3, 0.45, 0.6, 0.75, 0.85, 0.93)]
+    batches = [plan[a:b] for a, b in zip([0, *cut], [*cut, len(plan)])]
     started = time.time()
     try:
-        sender.send(batches[0])  # stored before any consumer runs: they catch up from disk
+        sender.send(batches[0])  # stored before any consumer runs: they bootstrap from the snapshot
         for consumer in team:
             consumer.start(bridge.grpc_addr)
+        # Running before the first kill: an interpreter that is still starting has nothing to lose.
+        check(wait_for(lambda: all("snapshot applied" in c.since_start() for c in team)),
+              "the first three bootstrapped from a snapshot before the kills",
+              "\n".join(f"  {c.name}:\n{c.log_tail()}" for c in team))
         # Each consumer is killed right after an event is stored (so most likely while it applies
         # or commits it), stays down for the rest of the batch, and comes back; the bridge restarts
         # between the second and third kill.
@@ -401,53 +470,102 @@ def main():
                 bridge.stop()
                 bridge.start()
         sender.send(batches[4])
-        sender.send(batches[5])
+        stored = max(seq for seq, t in sequences.values() if t.startswith(SYNCED_PREFIXES))
+        check(wait_for(lambda: all((read_db(c.db) or ({}, 0))[1] >= stored for c in team)),
+              f"every consumer applied #{stored} before the second kill",
+              "\n".join(f"  {c.name}:\n{c.log_tail()}" for c in team))
+
+        # The consumers go down again while more events arrive (and a session event, so the head is
+        # past every cursor); then the bridge comes back with an age cap that every stored event is
+        # past, so its first retention pass, at start, deletes them all.
+        say("killing the consumers; restarting the bridge with retention")
+        for consumer in team:
+            consumer.kill()
+        sender.send(batches[5] + [RETENTION_MARKER])
+        ids = [msg_id for _, msg_id in logged_events(binary, bridge)]
+        check(sorted(ids) == sorted(sequences), "the log holds every message id once",
+              f"  {len(ids)} events logged, {len(sequences)} distinct ids sent")
+        head = max(seq for seq, _ in sequences.values())
+        bridge.stop()
+        # Not a pause for something else to happen: the cap is measured against this clock.
+        while time.time() < sender.last_stored_at + RETENTION_MAX_AGE_SECS + 0.1:
+            time.sleep(0.05)
+        bridge.start(retention_max_age=RETENTION_MAX_AGE_SECS)
+        check(wait_for(lambda: bridge.first_retained() > head),
+              f"retention deleted #1..#{head} before the consumers came back",
+              f"  first retained: #{bridge.first_retained()}")
+
+        # All six bootstrap from the snapshot (the first three because the bridge refuses their
+        # positions, the late ones because their databases are empty), then get the last events on
+        # the same stream.
+        for consumer in everyone:
+            consumer.start(bridge.grpc_addr)
+        check(wait_for(lambda: all("snapshot applied" in c.since_start() for c in everyone)),
+              "every consumer applied a snapshot after retention",
+              "\n".join(f"  {c.name}:\n{c.log_tail()}" for c in everyone))
+        sender.send(batches[6])
 
         relevant = [seq for seq, event_type in sequences.values() if event_type.startswith(SYNCED_PREFIXES)]
         last = max(relevant)
-        stored = len({seq for seq, _ in sequences.values()})
+        head = max(seq for seq, _ in sequences.values())
         want = expected_tables(story)
-        deadline = time.time() + PATIENCE
-        states = {}
-        while time.time() < deadline:
-            states = {c.name: read_db(c.db) for c in team}
-            if all(s is not None and s[1] >= last for s in states.values()):
-                break
-            time.sleep(0.1)
-        say(f"{stored} events stored, the last relevant one is #{last}; consumers caught up after "
-            f"{time.time() - started:.1f} s")
 
-        for c in team:
-            state = states.get(c.name)
-            if not check(state is not None and state[1] == last, f"{c.name}: cursor at #{last}",
+        def cursor_wanted(c):
+            """The last relevant event, or the sequence of a later snapshot (no relevant event since)."""
+            return max(last, c.snapshot_sequence())
+
+        states = {}
+
+        def caught_up():
+            states.update({c.name: read_db(c.db) for c in everyone})
+            return all(states[c.name] is not None and states[c.name][1] >= cursor_wanted(c) for c in everyone)
+
+        wait_for(caught_up)
+        say(f"{head} events stored, the last relevant one is #{last}; "
+            f"consumers caught up after {time.time() - started:.1f} s")
+
+        for c in everyone:
+            state, cursor = states.get(c.name), cursor_wanted(c)
+            if not check(state is not None and state[1] == cursor, f"{c.name}: cursor at #{cursor}",
                          f"  cursor: {state and state[1]}\n{c.log_tail()}"):
                 continue
             check(state[0] == want, f"{c.name}: tables equal the story's final state", diff(state[0], want))
             check(c.alive(), f"{c.name}: still running at the end", c.log_tail())
-        got = [states[c.name][0] for c in team if states.get(c.name)]
-        check(len(got) == len(team) and all(g == got[0] for g in got), "the three databases are identical")
+        got = [states[c.name][0] for c in everyone if states.get(c.name)]
+        check(len(got) == len(everyone) and all(g == got[0] for g in got), "the six databases are identical")
+        for c in everyone:
+            check("bootstrapping from a snapshot (database empty)" in c.log_text(),
+                  f"{c.name}: bootstrapped its empty database from a snapshot", c.log_tail())
+        for c in team:
+            check(re.search(r"bootstrapping from a snapshot \(position \d+ no longer retained\)", c.since_start()),
+                  f"{c.name}: bootstrapped again once its position was no longer retained", c.log_tail())
+        want_objects = sorted(row[:3] for rows in want.values() for row in rows)
+        check(bridge_state(binary, bridge) == want_objects, "the bridge's state (clerk-bridge snapshot) is the story's")
 
         # The bridge's positions follow the databases (commits come after each transaction).
-        names = {f"sync-sqlite-{c.name}" for c in team}
-        deadline = time.time() + PATIENCE
         positions = {}
-        while time.time() < deadline:
-            positions = committed_positions(binary, bridge)
-            if all(positions.get(n, 0) >= last for n in names):
-                break
-            time.sleep(0.1)
-        for n in sorted(names):
-            check(positions.get(n) == last, f"{n}: committed #{last} at the bridge", f"  listed: {positions}")
 
-        # The log holds each message id once: redeliveries were answered as duplicates.
-        logged = subprocess.run([binary, "tail", "--grpc-addr", bridge.grpc_addr, "--from", "1", "--no-follow", "--json"],
-                                capture_output=True, text=True)
-        ids = [json.loads(line)["event_id"] for line in logged.stdout.splitlines()]
-        check(sorted(ids) == sorted({m for m, _ in plan}), "the log holds every message id once",
-              f"  {len(ids)} events logged, {len({m for m, _ in plan})} distinct ids sent")
-        check(all(c.starts == 2 for c in team), "each consumer was killed and restarted once")
+        def committed():
+            positions.update(committed_positions(binary, bridge))
+            return all(positions.get(f"sync-sqlite-{c.name}", 0) >= cursor_wanted(c) for c in everyone)
+
+        wait_for(committed)
+        for c in everyone:
+            name, cursor = f"sync-sqlite-{c.name}", cursor_wanted(c)
+            check(positions.get(name) == cursor, f"{name}: committed #{cursor} at the bridge", f"  listed: {positions}")
+
+        # What retention left is the tail of what was stored, each message id once. (A redelivery of
+        # an id whose event retention deleted is stored again, under a new sequence: `sequences`
+        # holds the latest.)
+        logged = logged_events(binary, bridge)
+        first = logged[0][0] if logged else head + 1
+        check([seq for seq, _ in logged] == sorted({seq for seq, _ in sequences.values() if seq >= first})
+              and all(sequences[msg_id][0] == seq for seq, msg_id in logged),
+              "the retained log holds every later message id once", f"  logged: {logged}")
+        check(all(c.starts == 3 for c in team) and all(c.starts == 1 for c in late),
+              "each consumer was killed and restarted twice (the late ones started once)")
     finally:
-        for c in team:
+        for c in everyone:
             if c.alive():
                 c.proc.terminate()
                 try:

@@ -13,6 +13,11 @@
 //   cannot bring the object back.
 // - The cursor (sequence of the last event handled) is written in the same transaction as the
 //   change, so a crash never skips or double-applies an event; on start the stream resumes after it.
+// - With no cursor yet, or when the bridge refuses it with OUT_OF_RANGE (retention deleted the events
+//   after it), the stream starts from a snapshot of the bridge's state, tombstones included. Its
+//   events go through the same rule but leave the cursor alone; at `snapshot_end` the cursor moves to
+//   the snapshot's sequence S, S is committed, and the events after S follow. A crash before that
+//   bootstraps again, which the rule makes harmless.
 // - The stream belongs to a named durable consumer; each sequence is committed to the bridge after
 //   the transaction (the bridge's lag and retention), and the bridge allows one stream per name.
 // - A lost stream is reopened with exponential backoff and jitter.
@@ -29,9 +34,8 @@ const EVENT_TYPES = ['user.*', 'organization.*', 'organizationMembership.*'];
 const FIRST_BACKOFF_MS = 200;
 const MAX_BACKOFF_MS = 10_000;
 const MAX_VERSION = (1n << 63n) - 1n;
-// Status codes that another try will not fix: a cursor below the bridge's retention (resync from
-// Clerk's API), a bad consumer name.
-const FATAL_CODES = new Set([grpc.status.OUT_OF_RANGE, grpc.status.INVALID_ARGUMENT, grpc.status.PERMISSION_DENIED]);
+// Status codes that another try will not fix: a bad consumer name, a request always refused.
+const FATAL_CODES = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.PERMISSION_DENIED]);
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -91,9 +95,10 @@ function openDb(file) {
   return db;
 }
 
+// The sequence of the last event handled (a BigInt), or null before the first.
 function readCursor(db, consumer) {
   const row = db.prepare('SELECT sequence FROM clerk_cursor WHERE consumer = ?').safeIntegers(true).get(consumer);
-  return row ? row.sequence : 0n;
+  return row ? row.sequence : null;
 }
 
 const orNull = (value) => (value === undefined || value === null ? null : value);
@@ -147,43 +152,63 @@ function upsertStatement(db, table) {
   );
 }
 
-function makeApply(db, consumer) {
+// {apply, moveCursor} for this database and consumer.
+function makeWriters(db, consumer) {
   const upserts = Object.fromEntries(Object.keys(TABLES).map((t) => [t, upsertStatement(db, t)]));
-  const moveCursor = db.prepare(
+  const cursorStatement = db.prepare(
     'INSERT INTO clerk_cursor (consumer, sequence) VALUES (?, ?) ON CONFLICT (consumer) DO UPDATE SET sequence = excluded.sequence',
   );
-  // Applies the event and moves the cursor, in one transaction. Says what happened.
-  return db.transaction((event) => {
+  const moveCursor = (sequence) => cursorStatement.run(consumer, BigInt(sequence));
+  // Applies the event, and moves the cursor to it unless it is a snapshot's, in one transaction.
+  // Says what happened.
+  const apply = db.transaction((event, movesCursor) => {
     const row = rowOf(event);
     let outcome = 'skipped (not a synced type)';
     if (row) {
       const changed = upserts[row.table].run(row.id, row.version, row.deleted ? 1 : 0, ...row.values).changes;
       outcome = changed > 0 ? 'applied' : 'ignored (not newer than the stored version)';
     }
-    moveCursor.run(consumer, BigInt(event.sequence));
+    if (movesCursor) moveCursor(event.sequence);
     return outcome;
   });
+  return { apply, moveCursor };
 }
 
 const call = (client, method, request) =>
   new Promise((resolve, reject) => client[method](request, (err, response) => (err ? reject(err) : resolve(response))));
 
-async function streamOnce(args, db, client, apply, state) {
-  const request = {
-    consumer: args.consumer,
-    start: 'START_POSITION_AFTER_SEQUENCE',
-    after_sequence: readCursor(db, args.consumer).toString(),
-    event_types: EVENT_TYPES,
-  };
+// After the cursor; or the bridge's state first (a snapshot, tombstones included) when there is no
+// cursor yet or the bridge no longer holds the events after it.
+function subscribeRequest(consumer, cursor, behind) {
+  const request = { consumer, event_types: EVENT_TYPES };
+  if (cursor !== null && !behind) {
+    return { ...request, start: 'START_POSITION_AFTER_SEQUENCE', after_sequence: cursor.toString() };
+  }
+  log(`bootstrapping from a snapshot (${cursor === null ? 'database empty' : `position ${cursor} no longer retained`})`);
+  return { ...request, start: 'START_POSITION_SNAPSHOT', include_tombstones: true };
+}
+
+async function streamOnce(args, db, client, writers, state) {
+  const request = subscribeRequest(args.consumer, readCursor(db, args.consumer), state.behind);
+  // Until snapshot_end, events are the snapshot's: they leave the cursor where it is.
+  let inSnapshot = request.start === 'START_POSITION_SNAPSHOT';
   const stream = client.Subscribe(request);
   try {
     for await (const response of stream) {
       if (response.message === 'event') {
         const event = response.event;
-        const outcome = apply(event);
+        const outcome = writers.apply(event, !inSnapshot);
         process.stdout.write(`#${event.sequence} ${event.type} ${event.object_id}: ${outcome}\n`);
-        await call(client, 'Commit', { consumer: args.consumer, sequence: event.sequence });
-        state.backoff = FIRST_BACKOFF_MS;
+        if (!inSnapshot) {
+          await call(client, 'Commit', { consumer: args.consumer, sequence: event.sequence });
+          state.backoff = FIRST_BACKOFF_MS;
+        }
+      } else if (response.message === 'snapshot_end') {
+        const end = response.snapshot_end;
+        writers.moveCursor(end.sequence || '0'); // the state now holds everything up to S
+        await call(client, 'Commit', { consumer: args.consumer, sequence: end.sequence || '0' });
+        inSnapshot = state.behind = false;
+        log(`snapshot applied: ${end.objects || 0} objects, consistent at #${end.sequence || 0}`);
       } else if (response.message === 'start') {
         const s = response.start;
         log(`streaming after #${s.after_sequence || 0} as consumer "${args.consumer}" (the log holds #${s.first_retained_sequence || 0}..#${s.head_sequence || 0})`);
@@ -202,18 +227,20 @@ async function sync(args, db) {
   const EventStream = loadService(args.protoDir);
   const address = args.grpcAddr.replace(/^[a-z]+:\/\//, '');
   const client = new EventStream(address, grpc.credentials.createInsecure());
-  const apply = makeApply(db, args.consumer);
-  const state = { backoff: FIRST_BACKOFF_MS };
+  const writers = makeWriters(db, args.consumer);
+  // behind: set by OUT_OF_RANGE (retention deleted events not applied yet), cleared by a snapshot.
+  const state = { backoff: FIRST_BACKOFF_MS, behind: false };
   for (;;) {
     let reason;
     try {
-      reason = await streamOnce(args, db, client, apply, state);
+      reason = await streamOnce(args, db, client, writers, state);
     } catch (err) {
       if (err.code === undefined) throw err; // not a gRPC error: a database error, a bug
       if (FATAL_CODES.has(err.code)) {
         log(`sync_sqlite.js: ${grpc.status[err.code]}: ${err.details}`);
         process.exit(1);
       }
+      if (err.code === grpc.status.OUT_OF_RANGE) state.behind = true;
       reason = `${grpc.status[err.code]}: ${err.details}`;
     }
     const pause = Math.round(state.backoff * (0.5 + Math.random() / 2));

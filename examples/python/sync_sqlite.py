@@ -12,6 +12,11 @@ and `organization_memberships`, as your application would keep its own. The same
   object back.
 - The cursor (sequence of the last event handled) is written in the same transaction as the change,
   so a crash never skips or double-applies an event; on start the stream resumes after it.
+- With no cursor yet, or when the bridge refuses it with OUT_OF_RANGE (retention deleted the events
+  after it), the stream starts from a snapshot of the bridge's state, tombstones included. Its events
+  go through the same rule but leave the cursor alone; at `snapshot_end` the cursor moves to the
+  snapshot's sequence S, S is committed, and the events after S follow. A crash before that
+  bootstraps again, which the rule makes harmless.
 - The stream belongs to a named durable consumer; each sequence is committed to the bridge after the
   transaction (the bridge's lag and retention), and the bridge allows one stream per name.
 - A lost stream is reopened with exponential backoff and jitter.
@@ -78,9 +83,8 @@ TABLES = {
     "organization_memberships": ["organization_id", "user_id", "role"],
 }
 
-# Status codes that another try will not fix: a cursor below the bridge's retention (resync from
-# Clerk's API), a bad consumer name.
-FATAL_CODES = {grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED}
+# Status codes that another try will not fix: a bad consumer name, a request always refused.
+FATAL_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED}
 
 
 def log(message):
@@ -96,8 +100,17 @@ def open_db(path):
 
 
 def read_cursor(db, consumer):
+    """The sequence of the last event handled, or None before the first."""
     row = db.execute("SELECT sequence FROM clerk_cursor WHERE consumer = ?", (consumer,)).fetchone()
-    return row[0] if row else 0
+    return row[0] if row else None
+
+
+def move_cursor(db, consumer, sequence):
+    db.execute(
+        "INSERT INTO clerk_cursor (consumer, sequence) VALUES (?, ?) "
+        "ON CONFLICT (consumer) DO UPDATE SET sequence = excluded.sequence",
+        (consumer, min(sequence, MAX_VERSION)),
+    )
 
 
 def optional(message, field):
@@ -151,8 +164,9 @@ def upsert(db, table, object_id, version, deleted, values):
     return db.execute(sql, [object_id, version, deleted, *values]).rowcount
 
 
-def apply(db, consumer, event):
-    """Applies the event and moves the cursor, in one transaction. Says what happened."""
+def apply(db, consumer, event, moves_cursor):
+    """Applies the event, and moves the cursor to it unless it is a snapshot's, in one transaction.
+    Says what happened."""
     db.execute("BEGIN")
     try:
         target = row(event)
@@ -162,11 +176,8 @@ def apply(db, consumer, event):
             outcome = "applied"
         else:
             outcome = "ignored (not newer than the stored version)"
-        db.execute(
-            "INSERT INTO clerk_cursor (consumer, sequence) VALUES (?, ?) "
-            "ON CONFLICT (consumer) DO UPDATE SET sequence = excluded.sequence",
-            (consumer, min(event.sequence, MAX_VERSION)),
-        )
+        if moves_cursor:
+            move_cursor(db, consumer, event.sequence)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -178,21 +189,37 @@ class Retry(Exception):
     """The stream was lost; another try may work."""
 
 
+def subscribe_request(consumer, cursor, behind):
+    """After the cursor; or the bridge's state first (a snapshot, tombstones included) when there is
+    no cursor yet or the bridge no longer holds the events after it."""
+    if cursor is not None and not behind:
+        return service_pb2.SubscribeRequest(consumer=consumer, event_types=EVENT_TYPES,
+                                            start=service_pb2.START_POSITION_AFTER_SEQUENCE, after_sequence=cursor)
+    why = "database empty" if cursor is None else f"position {cursor} no longer retained"
+    log(f"bootstrapping from a snapshot ({why})")
+    return service_pb2.SubscribeRequest(consumer=consumer, event_types=EVENT_TYPES,
+                                        start=service_pb2.START_POSITION_SNAPSHOT, include_tombstones=True)
+
+
 def stream_once(args, db, stub, state):
-    request = service_pb2.SubscribeRequest(
-        consumer=args.consumer,
-        start=service_pb2.START_POSITION_AFTER_SEQUENCE,
-        after_sequence=read_cursor(db, args.consumer),
-        event_types=EVENT_TYPES,
-    )
+    request = subscribe_request(args.consumer, read_cursor(db, args.consumer), state["behind"])
+    # Until snapshot_end, events are the snapshot's: they leave the cursor where it is.
+    in_snapshot = request.start == service_pb2.START_POSITION_SNAPSHOT
     for response in stub.Subscribe(request):
         kind = response.WhichOneof("message")
         if kind == "event":
             event = response.event
-            outcome = apply(db, args.consumer, event)
+            outcome = apply(db, args.consumer, event, moves_cursor=not in_snapshot)
             print(f"#{event.sequence} {event.type} {event.object_id}: {outcome}", flush=True)
-            stub.Commit(service_pb2.CommitRequest(consumer=args.consumer, sequence=event.sequence))
-            state["backoff"] = FIRST_BACKOFF
+            if not in_snapshot:
+                stub.Commit(service_pb2.CommitRequest(consumer=args.consumer, sequence=event.sequence))
+                state["backoff"] = FIRST_BACKOFF
+        elif kind == "snapshot_end":
+            end = response.snapshot_end
+            move_cursor(db, args.consumer, end.sequence)  # the state now holds everything up to S
+            stub.Commit(service_pb2.CommitRequest(consumer=args.consumer, sequence=end.sequence))
+            in_snapshot = state["behind"] = False
+            log(f"snapshot applied: {end.objects} objects, consistent at #{end.sequence}")
         elif kind == "start":
             s = response.start
             log(f"streaming after #{s.after_sequence} as consumer {args.consumer!r} "
@@ -206,13 +233,16 @@ def stream_once(args, db, stub, state):
 def sync(args, db):
     address = args.grpc_addr.split("://", 1)[-1]
     stub = service_pb2_grpc.EventStreamStub(grpc.insecure_channel(address))
-    state = {"backoff": FIRST_BACKOFF}
+    # behind: set by OUT_OF_RANGE (retention deleted events not applied yet), cleared by a snapshot.
+    state = {"backoff": FIRST_BACKOFF, "behind": False}
     while True:
         try:
             stream_once(args, db, stub, state)
         except grpc.RpcError as e:
             if e.code() in FATAL_CODES:
                 sys.exit(f"sync_sqlite.py: {e.code().name}: {e.details()}")
+            if e.code() == grpc.StatusCode.OUT_OF_RANGE:
+                state["behind"] = True
             reason = f"{e.code().name}: {e.details()}"
         except Retry as e:
             reason = str(e)
