@@ -100,9 +100,15 @@ impl EventStreamService {
             Consumer::Anonymous
         };
         let cursor = position::resolve(start, req.after_sequence, consumer, self.log.positions())?;
+        // A consumer that starts from a snapshot has applied nothing yet: created at 0, it commits
+        // the snapshot's sequence once it has applied it.
+        let committed_if_new = match start {
+            StartPosition::Snapshot => 0,
+            _ => cursor,
+        };
         let window = if named {
             Some(
-                self.window(&req.consumer, cursor, req.max_in_flight)
+                self.window(&req.consumer, committed_if_new, req.max_in_flight)
                     .await?,
             )
         } else {
@@ -135,8 +141,13 @@ impl EventStreamService {
         }
     }
 
-    async fn window(&self, name: &str, cursor: u64, max_in_flight: u32) -> Result<Window, Status> {
-        let lease = self.consumers.lease(name, cursor).await?;
+    async fn window(
+        &self,
+        name: &str,
+        committed_if_new: u64,
+        max_in_flight: u32,
+    ) -> Result<Window, Status> {
+        let lease = self.consumers.lease(name, committed_if_new).await?;
         let max_in_flight = match max_in_flight {
             0 => DEFAULT_MAX_IN_FLIGHT,
             n => n as usize,

@@ -169,10 +169,13 @@ impl StreamTask {
             return self.send(start_marker(self.cursor, positions)).await;
         };
         self.cursor = self.blocking_read(LogReader::begin_snapshot).await?;
-        // The reader may see a commit whose head is not published yet.
-        let positions = Positions {
-            head: positions.head.max(self.cursor),
-            ..positions
+        // The reader may see a commit whose head the writer has not published yet (it does right
+        // after the commit): wait for it, so a Commit of the snapshot's sequence is within the head.
+        let snapshot_at = self.cursor;
+        let mut published = self.log.watch_positions();
+        let positions = match published.wait_for(|p| p.head >= snapshot_at).await {
+            Ok(now) => *now,
+            Err(_) => return Err(Stop::Shutdown),
         };
         self.send(start_marker(self.cursor, positions)).await?;
         let objects = self.send_objects(snapshot).await?;

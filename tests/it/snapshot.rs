@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use clerk_bridge::proto::{
-    CommitRequest, Event, EventSource, SnapshotEnd, StartPosition, SubscribeRequest,
-    event_stream_client::EventStreamClient, subscribe_response::Message,
+    CommitRequest, Event, EventSource, ListConsumersRequest, SnapshotEnd, StartPosition,
+    SubscribeRequest, event_stream_client::EventStreamClient, subscribe_response::Message,
 };
 use serde_json::{Value, json};
 
@@ -207,6 +207,15 @@ async fn a_named_consumer_commits_the_snapshot_and_resumes_after_it() {
     let (events, end) = read_snapshot(&mut subscription).await;
     assert_eq!(events.len(), 2);
     let mut client = EventStreamClient::new(bridge.channel().await);
+    let listed = client
+        .list_consumers(ListConsumersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed.consumers[0].committed_sequence, 0,
+        "nothing is applied before the snapshot's commit"
+    );
     client
         .commit(CommitRequest {
             consumer: "search".to_owned(),
