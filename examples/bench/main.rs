@@ -1,7 +1,7 @@
 //! Benchmark of a release `clerk-bridge`: ingest throughput and latency, end-to-end latency,
-//! catch-up, fan-out and memory, against the project's targets, with the disk's bare fsync rate
-//! for reference. It starts the bridge as a separate process on loopback (pinned to one CPU with
-//! `taskset` when there are two, the load generator on the other), drives it with signed
+//! catch-up, snapshot, fan-out and memory, against the project's targets, with the disk's bare
+//! fsync rate for reference. It starts the bridge as a separate process on loopback (pinned to one
+//! CPU with `taskset` when there are two, the load generator on the other), drives it with signed
 //! `user.created` webhooks of about 3 KB (distinct `svix-id`s and user ids), and prints a table.
 //!
 //! ```text
@@ -11,7 +11,8 @@
 //! The benchmark builds `target/release/clerk-bridge` itself. Options: `--data-dir DIR` (parent of
 //! the bridge's temporary data directory; default `target/release/bench-data`: put it on the disk
 //! you care about, not on tmpfs), `--no-pin`, `--only SCENARIO` (`ingest`, `slow-consumer`,
-//! `end-to-end`, `catch-up`, `fan-out`: one scenario, e.g. to profile the bridge with `perf record -p PID`).
+//! `end-to-end`, `catch-up`, `snapshot`, `fan-out`: one scenario, e.g. to profile the bridge with
+//! `perf record -p PID`).
 
 mod bridge;
 mod fsync;
@@ -54,6 +55,9 @@ pub(crate) enum Scenario {
     EndToEnd,
     /// One subscriber replays the stored events (the log is filled first if needed).
     CatchUp,
+    /// One subscriber reads a snapshot of the state of a second bridge, filled with distinct
+    /// objects first.
+    Snapshot,
     /// Ingest at 64 connections with live subscribers.
     FanOut,
 }
@@ -96,6 +100,8 @@ pub(crate) struct Plan {
     pub(crate) e2e_rate: u32,
     /// Stored events replayed by the catch-up run.
     pub(crate) catch_up: usize,
+    /// Objects in the state the snapshot run reads.
+    pub(crate) snapshot: usize,
 }
 
 impl Plan {
@@ -108,6 +114,7 @@ impl Plan {
         e2e: 10_000,
         e2e_rate: 1_000,
         catch_up: 200_000,
+        snapshot: 100_000,
     };
     /// The smoke run (`--quick`, about 15 seconds): a check that the benchmark works, not a
     /// measurement.
@@ -119,6 +126,7 @@ impl Plan {
         e2e: 2_000,
         e2e_rate: 1_000,
         catch_up: 20_000,
+        snapshot: 10_000,
     };
 }
 

@@ -9,7 +9,7 @@ use crate::{
     bridge::{self, Bridge, Memory},
     fsync,
     load::{self, Outcome, SentAt},
-    report::{CatchUp, Dedup, EndToEnd, FanOut, Ingest, Report, SlowConsumer},
+    report::{CatchUp, Dedup, EndToEnd, FanOut, Ingest, Report, SlowConsumer, Snapshot},
     stats::{Latencies, rate},
     subscribe::{self, Received, SubscriberRuntime, Subscription},
 };
@@ -60,6 +60,10 @@ pub(crate) async fn run(
     if wanted(Scenario::CatchUp) {
         report.fill = fill(&bridge, plan.catch_up).await?;
         report.catch_up = Some(catch_up(&bridge, plan.catch_up).await?);
+    }
+    if wanted(Scenario::Snapshot) {
+        let cpu = cpus.map(|c| c.1);
+        report.snapshot = Some(snapshot(bin, data_parent, cpu, plan.snapshot).await?);
     }
     // Last: memory a process has touched stays resident, so the run with the most streams would
     // inflate the peaks of every run after it.
@@ -288,6 +292,40 @@ async fn catch_up(bridge: &Bridge, events: usize) -> Result<CatchUp, BenchError>
         cores: (bridge.cpu_time()? - cpu).as_secs_f64() / elapsed.as_secs_f64(),
         peak: bridge.memory()?,
     })
+}
+
+/// One new subscriber reads a snapshot of the state of a second bridge (started on `cpu` with a
+/// fresh data directory under `data_parent`), whose log is first filled with `objects` webhooks
+/// about distinct users: the state of the first bridge holds every object of the other runs.
+async fn snapshot(
+    bin: &Path,
+    data_parent: &Path,
+    cpu: Option<usize>,
+    objects: usize,
+) -> Result<Snapshot, BenchError> {
+    let data = bridge::data_dir_in(data_parent)?;
+    let bridge = Bridge::start(bin, &data.path().join("log"), cpu).await?;
+    let fill = fill(&bridge, objects).await?;
+    eprintln!("bench: snapshot of {objects} objects ...");
+    bridge.reset_peak()?;
+    let (start, cpu) = (Instant::now(), bridge.cpu_time()?);
+    let channel = subscribe::connect(bridge.grpc).await?;
+    let read = Subscription::snapshot(channel)
+        .await?
+        .read_snapshot()
+        .await?;
+    let elapsed = read.end_at - start;
+    let snapshot = Snapshot {
+        expected: fill.as_ref().map_or(0, |f| f.stored),
+        received: read.events,
+        reported: read.objects,
+        per_sec: rate(read.events, elapsed),
+        cores: (bridge.cpu_time()? - cpu).as_secs_f64() / elapsed.as_secs_f64(),
+        peak: bridge.memory()?,
+        fill,
+    };
+    bridge.stop().await?;
+    Ok(snapshot)
 }
 
 /// The log's head, from the start marker of a fresh stream.

@@ -17,6 +17,9 @@ const TARGET_INGEST_PER_SEC: f64 = 20_000.0;
 const TARGET_INGEST_P99: Duration = Duration::from_millis(10);
 /// Catch-up must reach this many events per second to one subscriber.
 const TARGET_CATCH_UP_PER_SEC: f64 = 150_000.0;
+/// A snapshot must reach this many objects per second to one subscriber (and keep the peak RSS
+/// under [`TARGET_PEAK_KIB`]).
+const TARGET_SNAPSHOT_PER_SEC: f64 = 50_000.0;
 /// 100 live subscribers may cost at most this share of ingest throughput.
 const TARGET_FAN_OUT_COST: f64 = 0.20;
 /// Idle RSS must stay under this, in KiB.
@@ -115,6 +118,26 @@ pub(crate) struct CatchUp {
     pub(crate) peak: Memory,
 }
 
+/// The snapshot run: one new subscriber reads the state of a second bridge, up to the
+/// `snapshot_end` marker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Snapshot {
+    /// Objects the state should hold: the webhooks stored while filling its log.
+    pub(crate) expected: usize,
+    /// Events received before the end marker.
+    pub(crate) received: usize,
+    /// Objects sent, by the end marker's count.
+    pub(crate) reported: u64,
+    /// Objects per second, from subscribing to the end marker.
+    pub(crate) per_sec: f64,
+    /// CPUs the bridge kept busy on average.
+    pub(crate) cores: f64,
+    /// The bridge's memory (peak during the snapshot).
+    pub(crate) peak: Memory,
+    /// The run that filled its log.
+    pub(crate) fill: Option<Ingest>,
+}
+
 /// Everything a run measured; a scenario left out by `--only` stays `None`.
 #[derive(Debug)]
 pub(crate) struct Report {
@@ -144,6 +167,8 @@ pub(crate) struct Report {
     pub(crate) fill: Option<Ingest>,
     /// Replay of stored events to one subscriber.
     pub(crate) catch_up: Option<CatchUp>,
+    /// A snapshot of a second bridge's state to one subscriber.
+    pub(crate) snapshot: Option<Snapshot>,
     /// The log's head at the end.
     pub(crate) head: u64,
 }
@@ -167,6 +192,7 @@ impl Report {
             end_to_end: None,
             fill: None,
             catch_up: None,
+            snapshot: None,
             head: 0,
         }
     }
@@ -227,6 +253,9 @@ impl Report {
         if let Some(catch_up) = &self.catch_up {
             rows.push(catch_up_row(catch_up));
         }
+        if let Some(snapshot) = &self.snapshot {
+            rows.extend(snapshot_rows(snapshot));
+        }
         if let Some(fan_out) = &self.fan_out {
             rows.extend(fan_out_rows(fan_out, self.burst.as_ref()));
         }
@@ -266,7 +295,8 @@ impl Report {
         rows
     }
 
-    /// Webhooks acknowledged as newly stored, in all runs.
+    /// Webhooks acknowledged as newly stored by the first bridge, in all runs (the snapshot run
+    /// has a bridge of its own).
     fn stored(&self) -> usize {
         [self.single, self.burst, self.fill]
             .into_iter()
@@ -433,6 +463,44 @@ fn catch_up_row(catch_up: &CatchUp) -> String {
         &format!("≥ {}/s", count(TARGET_CATCH_UP_PER_SEC)),
         Some(catch_up.per_sec >= TARGET_CATCH_UP_PER_SEC),
     )
+}
+
+/// The run that filled the second bridge's log, if any, and the snapshot.
+fn snapshot_rows(snapshot: &Snapshot) -> Vec<String> {
+    let mut rows = Vec::with_capacity(2);
+    if let Some(fill) = &snapshot.fill {
+        rows.push(ingest_row(
+            "snapshot: ingest, 64 connections, filling a second bridge's log",
+            fill,
+            None,
+        ));
+    }
+    let complete =
+        snapshot.received == snapshot.expected && snapshot.reported == snapshot.received as u64;
+    let met = complete
+        && snapshot.per_sec >= TARGET_SNAPSHOT_PER_SEC
+        && snapshot.peak.peak_kib < TARGET_PEAK_KIB;
+    rows.push(row(
+        &format!(
+            "snapshot: {} objects to 1 subscriber",
+            count(snapshot.expected as f64)
+        ),
+        &format!(
+            "{} objects/s, RSS peak {} ({} received, {} by `snapshot_end`; bridge CPU {:.2} cores)",
+            count(snapshot.per_sec),
+            mib(snapshot.peak.peak_kib),
+            count(snapshot.received as f64),
+            count(snapshot.reported as f64),
+            snapshot.cores
+        ),
+        &format!(
+            "≥ {} objects/s, RSS < {}, every object",
+            count(TARGET_SNAPSHOT_PER_SEC),
+            mib(TARGET_PEAK_KIB)
+        ),
+        Some(met),
+    ));
+    rows
 }
 
 fn fan_out_rows(fan_out: &FanOut, burst: Option<&Ingest>) -> Vec<String> {

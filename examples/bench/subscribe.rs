@@ -24,7 +24,7 @@ const SUBSCRIBE: &str = "/clerk.bridge.v1.EventStream/Subscribe";
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct LiteResponse {
     /// The message; heartbeats (tag 2) are skipped as unknown fields.
-    #[prost(oneof = "LiteMessage", tags = "1, 3, 4")]
+    #[prost(oneof = "LiteMessage", tags = "1, 3, 4, 6")]
     message: Option<LiteMessage>,
 }
 
@@ -40,6 +40,9 @@ enum LiteMessage {
     /// Everything stored when the stream started has been sent; what follows is live.
     #[prost(message, tag = "4")]
     CaughtUp(LiteCaughtUp),
+    /// A snapshot stream has sent the state; what follows are the events after it.
+    #[prost(message, tag = "6")]
+    SnapshotEnd(LiteSnapshotEnd),
 }
 
 /// `clerk.bridge.v1.Event`: sequence and event id only.
@@ -72,6 +75,17 @@ struct LiteCaughtUp {
     head_sequence: u64,
 }
 
+/// `clerk.bridge.v1.SnapshotEnd`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LiteSnapshotEnd {
+    /// The sequence the snapshot is consistent at.
+    #[prost(uint64, tag = "1")]
+    sequence: u64,
+    /// How many objects the snapshot sent, by the bridge's count.
+    #[prost(uint64, tag = "2")]
+    objects: u64,
+}
+
 /// An open subscription.
 #[derive(Debug)]
 pub(crate) struct Subscription {
@@ -81,6 +95,9 @@ pub(crate) struct Subscription {
     newest: u64,
     /// Events whose sequence was not the one after the previous event's.
     gaps: usize,
+    /// Whether the stream is sending a snapshot, whose events come in no particular order (from
+    /// the start marker of a snapshot stream until its end marker).
+    in_snapshot: bool,
 }
 
 /// When a subscriber received how many events.
@@ -95,6 +112,17 @@ pub(crate) struct Received {
     pub(crate) gaps: usize,
 }
 
+/// What a subscriber read of a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SnapshotRead {
+    /// Events received before the end marker.
+    pub(crate) events: usize,
+    /// How many objects the end marker says the snapshot sent.
+    pub(crate) objects: u64,
+    /// When the end marker arrived.
+    pub(crate) end_at: Instant,
+}
+
 /// Opens a connection to the bridge's gRPC port.
 pub(crate) async fn connect(addr: SocketAddr) -> Result<Channel, BenchError> {
     let endpoint = Channel::from_shared(format!("http://{addr}"))
@@ -107,19 +135,34 @@ pub(crate) async fn connect(addr: SocketAddr) -> Result<Channel, BenchError> {
 impl Subscription {
     /// Subscribes on `channel` to every event after `after`, or from the head when `None`.
     pub(crate) async fn open(channel: Channel, after: Option<u64>) -> Result<Self, BenchError> {
+        let start = match after {
+            Some(_) => StartPosition::AfterSequence,
+            None => StartPosition::Latest,
+        };
+        let request = SubscribeRequest {
+            after_sequence: after.unwrap_or(0),
+            start: start.into(),
+            ..SubscribeRequest::default()
+        };
+        Self::subscribe(channel, request).await
+    }
+
+    /// Subscribes on `channel` to a snapshot of the state, then the events after it.
+    pub(crate) async fn snapshot(channel: Channel) -> Result<Self, BenchError> {
+        let request = SubscribeRequest {
+            start: StartPosition::Snapshot.into(),
+            ..SubscribeRequest::default()
+        };
+        let mut subscription = Self::subscribe(channel, request).await?;
+        subscription.in_snapshot = true;
+        Ok(subscription)
+    }
+
+    async fn subscribe(channel: Channel, request: SubscribeRequest) -> Result<Self, BenchError> {
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready()
             .await
             .map_err(|e| BenchError::Setup(format!("gRPC not ready: {e}")))?;
-        let request = SubscribeRequest {
-            after_sequence: after.unwrap_or(0),
-            start: match after {
-                Some(_) => StartPosition::AfterSequence,
-                None => StartPosition::Latest,
-            }
-            .into(),
-            ..SubscribeRequest::default()
-        };
         let codec = tonic_prost::ProstCodec::<SubscribeRequest, LiteResponse>::default();
         let stream = grpc
             .server_streaming(
@@ -133,6 +176,7 @@ impl Subscription {
             stream,
             newest: 0,
             gaps: 0,
+            in_snapshot: false,
         })
     }
 
@@ -151,6 +195,29 @@ impl Subscription {
         loop {
             if let LiteMessage::CaughtUp(marker) = self.next().await? {
                 return Ok(marker.head_sequence);
+            }
+        }
+    }
+
+    /// Reads a snapshot stream from its start marker to its end marker, counting the events.
+    pub(crate) async fn read_snapshot(&mut self) -> Result<SnapshotRead, BenchError> {
+        self.head().await?;
+        let mut events = 0;
+        loop {
+            match self.next().await? {
+                LiteMessage::Event(_) => events += 1,
+                LiteMessage::SnapshotEnd(end) => {
+                    return Ok(SnapshotRead {
+                        events,
+                        objects: end.objects,
+                        end_at: Instant::now(),
+                    });
+                }
+                LiteMessage::Start(_) | LiteMessage::CaughtUp(_) => {
+                    return Err(BenchError::Setup(
+                        "a snapshot stream sent a marker before its end marker".into(),
+                    ));
+                }
             }
         }
     }
@@ -232,11 +299,16 @@ impl Subscription {
     fn track(&mut self, message: &LiteMessage) {
         match message {
             LiteMessage::Start(start) => self.newest = start.after_sequence,
+            LiteMessage::Event(_) if self.in_snapshot => {}
             LiteMessage::Event(event) => {
                 if event.sequence != self.newest + 1 {
                     self.gaps += 1;
                 }
                 self.newest = event.sequence;
+            }
+            LiteMessage::SnapshotEnd(end) => {
+                self.newest = end.sequence;
+                self.in_snapshot = false;
             }
             LiteMessage::CaughtUp(_) => {}
         }
