@@ -11,6 +11,7 @@ pub mod clerk_api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod health;
 pub mod ingress;
 pub mod log;
 pub mod proto;

@@ -21,6 +21,7 @@ use crate::{
     clerk_api,
     clock::now_ms,
     config::{Config, SecretSource},
+    health,
     ingress::{
         self, HttpLimits, Ingress, MetricsPage,
         secrets::{SigningSecrets, parse_secret_file},
@@ -106,12 +107,12 @@ pub async fn run(
         config.webhook_path.clone(),
         config.max_body_bytes,
     ));
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let streams = CancellationToken::new();
+    let (health, health_service) = health::health(streams.clone());
     health
         .set_serving::<EventStreamServer<EventStreamService>>()
         .await;
 
-    let streams = CancellationToken::new();
     let http = tasks.spawn(
         ingress::serve(
             listeners.http,

@@ -152,3 +152,26 @@ async fn shutdown_ends_open_streams_with_unavailable() {
     );
     bridge.stopped_within(limit).await.expect("run returns Ok");
 }
+
+/// An open `Health/Watch` stream (a probe, a client's watcher) does not hold shutdown for the whole
+/// grace period: it ends with the other streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_health_watch_does_not_hold_shutdown() {
+    let mut bridge = TestBridge::start().await;
+    let mut health = HealthClient::new(bridge.channel().await);
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    let mut watch = health.watch(request).await.unwrap().into_inner();
+    let first = within("the first health status", watch.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    bridge.cancel();
+    let limit = Duration::from_secs(5);
+    assert!(limit < bridge.config.shutdown_grace);
+    bridge.stopped_within(limit).await.expect("run returns Ok");
+    while let Ok(Some(_)) = within("the watch to end", watch.message()).await {}
+}
