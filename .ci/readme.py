@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Runs every command of the README files, in order, the way a newcomer following them would.
+"""Runs every command of the README files and docs, in order, the way a newcomer following them would.
 
-Every ```sh block of every README.md in the repository (the top-level one first) is read; each
-command in it (a line, with `\\` continuations) is run from that README's directory, by these rules,
-matched on the command's text:
+Every ```sh block of every README.md in the repository, of CONTRIBUTING.md and of docs/*.md is read
+(the top-level README.md first, then the others by path); each command in it (a line, with `\\`
+continuations) is run from that file's directory, by these rules, matched on the command's text:
 
 - `clerk-bridge serve` (also through `cargo run -- serve`): started in the background and kept for
   the whole run; ready once `/healthz` answers.
-- An example consumer (`sync_sqlite` without `--dump`): kept in the background until its README is
+- An example consumer (`sync_sqlite` without `--dump`): kept in the background until its file is
   done, like a program left running in another terminal; ready once it prints "caught up".
 - A viewer that streams until Ctrl-C (`clerk-bridge tail` without `--no-follow`, a grpcurl
   `Subscribe`, the `subscribe` example): ready once it prints an event, then stopped with Ctrl-C
@@ -80,10 +80,17 @@ def free_port():
 # === reading the READMEs ===
 
 
+def is_doc(path):
+    """Every README.md, the top-level CONTRIBUTING.md, and the Markdown files under docs/."""
+    return os.path.basename(path) == "README.md" or path == "CONTRIBUTING.md" \
+        or (path.startswith("docs/") and path.endswith(".md"))
+
+
 def readmes():
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", "*README.md"],
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "--",
+                             "*README.md", "CONTRIBUTING.md", "docs/*.md"],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    paths = sorted({p for p in listed if os.path.basename(p) == "README.md" and os.path.exists(os.path.join(ROOT, p))})
+    paths = sorted({p for p in listed if is_doc(p) and os.path.exists(os.path.join(ROOT, p))})
     return sorted(paths, key=lambda p: (p != "README.md", p))
 
 

@@ -202,7 +202,12 @@ impl Client {
                 Attempt::Retry(cause, retry_after) => (cause, retry_after),
             };
             if attempt >= retry.max_attempts {
-                tracing::warn!(path, attempts = attempt, error = %cause, "Clerk request failed; giving up");
+                tracing::warn!(
+                    path,
+                    attempts = attempt,
+                    error = %cause,
+                    "Clerk request failed; giving up"
+                );
                 return Err(Error::RetriesExhausted {
                     path,
                     attempts: attempt,
@@ -210,13 +215,21 @@ impl Client {
                 });
             }
             if let Some(wait) = retry_after.filter(|wait| *wait > retry.max_retry_after) {
+                // Not held in the budget: every wait of this client stays bounded by the config,
+                // and the caller, told how long, decides when to come back.
                 return Err(Error::RateLimited {
                     path,
                     retry_after: wait,
                 });
             }
             let wait = retry_after.unwrap_or_else(|| retry.backoff(attempt));
-            tracing::warn!(path, attempt, wait_ms = wait.as_millis(), error = %cause, "Clerk request failed; retrying");
+            tracing::warn!(
+                path,
+                attempt,
+                wait_ms = wait.as_millis(),
+                error = %cause,
+                "Clerk request failed; retrying"
+            );
             if matches!(cause, Transient::RateLimited) {
                 // The limit is the instance's: every request sharing this budget waits.
                 self.inner.budget.hold_until(Instant::now() + wait).await;
@@ -382,7 +395,8 @@ mod tests {
 
     #[test]
     fn a_404_means_absent_only_with_clerks_error_body() {
-        let clerk = br#"{"errors":[{"message":"not found","long_message":"x","code":"resource_not_found"}]}"#;
+        let clerk =
+            br#"{"errors":[{"message":"x","long_message":"x","code":"resource_not_found"}]}"#;
         assert!(matches!(
             refusal(StatusCode::NOT_FOUND, Some(clerk), "/v1/users/u"),
             Ok(Reply::NotFound)

@@ -2,8 +2,8 @@
 //! limit the client may use, and its retry and timeout bounds.
 //!
 //! [`Config::new`] gives defaults fit for production; [`Config::validate`] (called by
-//! [`Client::try_new`](super::Client::try_new)) rejects values that cannot work. The secret key never
-//! appears in `Debug` output or in error messages.
+//! [`Client::try_new`](super::Client::try_new)) rejects values that cannot work. The secret key
+//! never appears in `Debug` output or in error messages.
 
 use std::{fmt, net::IpAddr, time::Duration};
 
@@ -114,7 +114,8 @@ pub struct Config {
     /// The fraction of the instance's rate limit this client may use, in (0, 1]: the rest is left
     /// to the application. Ignored when `requests_per_second` is set.
     pub rate_share: f64,
-    /// An explicit request rate that overrides `rate_share` (tests, or an operator who knows better).
+    /// An explicit request rate that overrides `rate_share` (tests, or an operator who knows
+    /// better).
     pub requests_per_second: Option<f64>,
     /// Objects per listing page, [`MIN_PAGE_LIMIT`] to [`MAX_PAGE_LIMIT`].
     pub page_limit: u32,

@@ -36,14 +36,16 @@ pub enum Error {
         /// Clerk's trace id, for a support request.
         trace_id: Option<String>,
     },
-    /// `404` without Clerk's error body: something other than the Backend API answered (a wrong base
-    /// URL, a proxy), so it says nothing about whether the object exists.
+    /// `404` without Clerk's error body: something other than the Backend API answered (a wrong
+    /// base URL, a proxy), so it says nothing about whether the object exists.
     #[error("{path} answered 404 without a Clerk error body: is the base URL right?")]
     UnexpectedNotFound {
         /// The request path.
         path: String,
     },
-    /// `429` with a `Retry-After` longer than the client waits by itself.
+    /// `429` with a `Retry-After` longer than the client waits by itself: save the cursor and come
+    /// back after `retry_after` (the client does not enforce it, so that none of its waits is
+    /// longer than configured).
     #[error("Clerk asked to wait {retry_after:?} before {path}, more than this client waits")]
     RateLimited {
         /// The request path.

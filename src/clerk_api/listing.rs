@@ -14,13 +14,13 @@
 //! very millisecond that were already yielded are skipped by id). A server that simply continues
 //! after a deleted cursor needs nothing.
 //!
-//! **Organizations and memberships** only page by `offset`, which drifts: each deletion of an object
-//! already passed shifts the rest one place towards the start, so a plain `offset += limit` would
-//! skip objects. So pages overlap: each one starts `overlap` places (`limit / 50`, 1 to 10) before
-//! where the first unseen object is expected, and the pass checks that the page begins at or before
-//! the last object it yielded (the page's first object is one of the last few yielded, or older
-//! than the last one). When it does not, more than `overlap` objects were deleted behind the pass,
-//! and it steps back, doubling the distance, until the page does (offset 0 always does). Only
+//! **Organizations and memberships** only page by `offset`, which drifts: each deletion of an
+//! object already passed shifts the rest one place towards the start, so a plain `offset += limit`
+//! would skip objects. So pages overlap: each one starts `overlap` places (`limit / 50`, 1 to 10)
+//! before where the first unseen object is expected, and the pass checks that the page begins at or
+//! before the last object it yielded (the page's first object is one of the last few yielded, or
+//! older than the last one). When it does not, more than `overlap` objects were deleted behind the
+//! pass, and it steps back, doubling the distance, until the page does (offset 0 always does). Only
 //! objects after the last yielded one (by `created_at`, then by id among those it remembers) are
 //! yielded, so the overlap is not yielded twice.
 //!
@@ -32,8 +32,8 @@
 //!
 //! The [`Cursor`] holds all of this state: the kind and page size, where the next page starts, the
 //! last dozen objects yielded (ids and `created_at`), the counts and the statistics. It is a few
-//! hundred bytes of JSON, saved after each page; [`Client::resume`](super::Client::resume) picks the
-//! pass up from it without fetching any page again beyond the normal overlap.
+//! hundred bytes of JSON, saved after each page; [`Client::resume`](super::Client::resume) picks
+//! the pass up from it without fetching any page again beyond the normal overlap.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

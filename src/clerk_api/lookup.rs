@@ -102,8 +102,9 @@ impl Client {
     /// docs for memberships).
     ///
     /// # Errors
-    /// Any request [`Error`]; in particular [`Error::UnexpectedNotFound`] for a `404` that Clerk did
-    /// not send, and [`Error::UnexpectedResponse`] for a membership list that ignored its filter.
+    /// Any request [`Error`]; in particular [`Error::UnexpectedNotFound`] for a `404` that Clerk
+    /// did not send, and [`Error::UnexpectedResponse`] for a membership list that ignored its
+    /// filter.
     pub async fn get(&self, lookup: &Lookup) -> Result<Option<Value>, Error> {
         match lookup {
             Lookup::User { id } => self.get_object(&["users", id]).await,

@@ -7,8 +7,9 @@
 //!
 //! The client is a guest on the instance's rate limit (1000 requests per 10 s for production
 //! instances, 100 for development ones, shared with the application itself), so:
-//! - it paces every request through one [`RateBudget`](budget) that never exceeds the configured
-//!   share of that limit, and a `429` pauses the whole budget for `Retry-After`;
+//! - it paces every request through one rate budget (a token bucket, see `budget`) that never
+//!   exceeds the configured share of that limit, and a `429` pauses the whole budget for its
+//!   `Retry-After`;
 //! - it retries what may succeed later (`429`, `5xx`, connection errors, timeouts, a body that
 //!   breaks off or is not JSON) a bounded number of times with capped, jittered exponential
 //!   backoff, and fails at once, with a typed [`Error`], on what will not (`401`, other `4xx`);

@@ -1,10 +1,10 @@
 //! When to try a request again, and how long to wait first.
 //!
 //! Backoff grows 1.5-fold per attempt from the initial value (the factor Clerk's own SDKs use, per
-//! the spec's `x-speakeasy-retries`), is capped, and is jittered into its upper half so that clients
-//! which failed together do not retry together. A `429` waits exactly `Retry-After` when the header
-//! holds a number of seconds; when it is absent or unreadable (an HTTP date included) the backoff
-//! applies instead.
+//! the spec's `x-speakeasy-retries`), is capped, and is jittered into its upper half so that
+//! clients which failed together do not retry together. A `429` waits exactly `Retry-After` when
+//! the header holds a number of seconds; when it is absent or unreadable (an HTTP date included)
+//! the backoff applies instead.
 
 use std::time::Duration;
 
@@ -29,8 +29,8 @@ pub(crate) struct RetryPolicy {
 // === impl RetryPolicy ===
 
 impl RetryPolicy {
-    /// The wait after failed attempt number `attempt` (1-based): a random point in the upper half of
-    /// `initial × 1.5^(attempt-1)`, capped at `max_backoff`.
+    /// The wait after failed attempt number `attempt` (1-based): a random point in the upper half
+    /// of `initial × 1.5^(attempt-1)`, capped at `max_backoff`.
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
         let grown = self.initial_backoff.as_secs_f64() * BACKOFF_FACTOR.powi(exponent);

@@ -2,6 +2,7 @@
 //! in-process harness and `process` for the real binary).
 
 mod binary;
+mod clerk_api;
 mod cli;
 mod consumers;
 mod durability;

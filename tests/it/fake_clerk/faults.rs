@@ -16,7 +16,7 @@ use super::routes::{Answer, clerk_error};
 /// A response body of the fake.
 pub(crate) type Body = BoxBody<Bytes, io::Error>;
 
-/// One injected fault, taken by the next request whose path starts with its prefix.
+/// One injected fault, taken by the next request to its path.
 #[derive(Debug, Clone)]
 pub(crate) enum Fault {
     /// 429, with this `Retry-After` header (or none).

@@ -82,7 +82,7 @@ pub(crate) struct FakeClerk {
 struct State {
     /// The data.
     store: Store,
-    /// Faults waiting for a request whose path starts with their prefix.
+    /// Faults waiting for a request to their path.
     faults: VecDeque<(String, Fault)>,
     /// Run before each authorized request is answered.
     hook: Option<Hook>,
@@ -154,9 +154,9 @@ impl FakeClerk {
         change(&mut self.lock().store)
     }
 
-    /// Queues `fault` for the next request whose path (below `/v1`) starts with `prefix`.
-    pub(crate) fn inject(&self, prefix: &str, fault: Fault) {
-        self.lock().faults.push_back((prefix.to_owned(), fault));
+    /// Queues `fault` for the next request to `path` (below `/v1`, without the query).
+    pub(crate) fn inject(&self, path: &str, fault: Fault) {
+        self.lock().faults.push_back((path.to_owned(), fault));
     }
 
     /// Faults not yet taken.
@@ -305,7 +305,7 @@ impl State {
         let fault = self
             .faults
             .iter()
-            .position(|(prefix, _)| request.path.starts_with(prefix.as_str()))
+            .position(|(path, _)| *path == request.path)
             .and_then(|index| self.faults.remove(index))
             .map(|(_, fault)| fault);
         let answer = routes::answer(

@@ -8,8 +8,8 @@
 //! - `GET /users/count`: `{object: "total_count", total_count}`.
 //! - `GET /users/{id}`, `GET /organizations/{id}` (ids only, not slugs): the object, or a 404 with
 //!   Clerk's error body.
-//! - `GET /organizations`, `GET /organization_memberships`: `{data, total_count}`, `limit`, `offset`,
-//!   `order_by` (default `-created_at`).
+//! - `GET /organizations`, `GET /organization_memberships`: `{data, total_count}`, `limit`,
+//!   `offset`, `order_by` (default `-created_at`).
 //! - `GET /organizations/{id}/memberships`: the same, for one organization (404 when it does not
 //!   exist), filtered by `user_id` (repeatable).
 //!

@@ -136,8 +136,8 @@ impl Table {
 
 impl Store {
     /// `users` users, `organizations` organizations, and `memberships` memberships spread over
-    /// them (membership `i` joins organization `i % organizations` and a user chosen so that no pair
-    /// repeats), all with `created_at` in the past and ties among them.
+    /// them (membership `i` joins organization `i % organizations` and a user chosen so that no
+    /// pair repeats), all with `created_at` in the past and ties among them.
     pub(crate) fn generate(users: usize, organizations: usize, memberships: usize) -> Self {
         let mut store = Store::empty();
         for i in 0..users {
@@ -363,7 +363,12 @@ fn email(id: &str, n: u64, at: i64) -> Value {
         "object": "email_address",
         "email_address": format!("user{n}@example.com"),
         "reserved": false,
-        "verification": {"status": "verified", "strategy": "email_code", "attempts": null, "expire_at": null},
+        "verification": {
+            "status": "verified",
+            "strategy": "email_code",
+            "attempts": null,
+            "expire_at": null,
+        },
         "linked_to": [],
         "created_at": at,
         "updated_at": at,
