@@ -21,6 +21,15 @@ pub(super) fn emit(line: &str) -> bool {
     }
 }
 
+/// The event as `--json` asks: one JSON object, or one readable line.
+pub(super) fn event_line(event: &Event, json: bool) -> String {
+    if json {
+        json_line(event)
+    } else {
+        text_line(event)
+    }
+}
+
 /// `#12     2026-11-27T10:04:05.123Z user.created   user_2x...   Ada Lovelace <ada@example.com>`.
 pub(super) fn text_line(event: &Event) -> String {
     let payload = payload(event);

@@ -8,7 +8,7 @@
 
 use super::{
     GrpcClientArgs,
-    lines::{emit, json_line, text_line},
+    lines::{emit, event_line},
     refused,
 };
 use crate::proto::{
@@ -59,16 +59,8 @@ pub async fn run(args: SnapshotArgs) -> anyhow::Result<()> {
         .into_inner();
     while let Some(response) = stream.message().await? {
         match response.message {
-            Some(Message::Event(event)) => {
-                let line = if args.json {
-                    json_line(&event)
-                } else {
-                    text_line(&event)
-                };
-                if !emit(&line) {
-                    return Ok(());
-                }
-            }
+            // stdout closed (`snapshot | head`): done.
+            Some(Message::Event(event)) if !emit(&event_line(&event, args.json)) => return Ok(()),
             Some(Message::SnapshotEnd(end)) => {
                 eprintln!(
                     "-- {} objects, consistent at #{}",

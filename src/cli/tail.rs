@@ -13,7 +13,7 @@ use tonic::{Code, Status, transport::Channel};
 
 use super::{
     GrpcClientArgs,
-    lines::{emit, json_line, text_line},
+    lines::{emit, event_line},
     refused,
 };
 use crate::proto::{
@@ -150,12 +150,7 @@ async fn follow(
         *progressed = true;
         match response.message {
             Some(Message::Event(event)) => {
-                let line = if args.json {
-                    json_line(&event)
-                } else {
-                    text_line(&event)
-                };
-                if !emit(&line) {
+                if !emit(&event_line(&event, args.json)) {
                     return Ok(Ended::Done);
                 }
                 *after = event.sequence;

@@ -71,35 +71,21 @@ fn by_object(events: &[Event]) -> BTreeMap<String, (String, String)> {
 
 /// Three users (one updated out of order, one deleted) and an organization.
 async fn deliver_history(bridge: &TestBridge) {
-    bridge
-        .post_new("msg_1", &user_body("user.created", "user_a", 1_000, "Ada"))
-        .await;
-    bridge
-        .post_new(
-            "msg_2",
-            &user_body("user.updated", "user_a", 3_000, "Ada L."),
-        )
-        .await;
-    // Late and stale: an older update arriving after a newer one changes no state.
-    bridge
-        .post_new(
-            "msg_3",
-            &user_body("user.updated", "user_a", 2_000, "stale"),
-        )
-        .await;
-    bridge
-        .post_new("msg_4", &user_body("user.created", "user_b", 1_000, "Bob"))
-        .await;
-    bridge
-        .post_new("msg_5", &user_body("user.deleted", "user_b", 5_000, ""))
-        .await;
-    // Deleted, then a late update: the tombstone stays.
-    bridge
-        .post_new(
-            "msg_6",
-            &user_body("user.updated", "user_b", 4_000, "zombie"),
-        )
-        .await;
+    let users = [
+        ("msg_1", "user.created", "user_a", 1_000, "Ada"),
+        ("msg_2", "user.updated", "user_a", 3_000, "Ada L."),
+        // Late and stale: an older update arriving after a newer one changes no state.
+        ("msg_3", "user.updated", "user_a", 2_000, "stale"),
+        ("msg_4", "user.created", "user_b", 1_000, "Bob"),
+        ("msg_5", "user.deleted", "user_b", 5_000, ""),
+        // Deleted, then a late update: the tombstone stays.
+        ("msg_6", "user.updated", "user_b", 4_000, "zombie"),
+    ];
+    for (msg_id, event_type, id, updated_at, name) in users {
+        bridge
+            .post_new(msg_id, &user_body(event_type, id, updated_at, name))
+            .await;
+    }
     let org = json!({"object": "event", "type": "organization.created", "timestamp": 1_000,
                      "data": {"object": "organization", "id": "org_1", "name": "Acme",
                               "created_at": 1_000, "updated_at": 1_000}});

@@ -11,7 +11,9 @@ use clerk_bridge::{
         SyncProgress, SyncState, sync_service_client::SyncServiceClient,
     },
 };
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde_json::Value;
+use tonic::Status;
 
 use crate::{
     fake_clerk::{FakeClerk, SECRET_KEY, Store},
@@ -39,36 +41,19 @@ async fn bridge_for(fake: &FakeClerk) -> TestBridge {
 /// Runs a pass to its end over gRPC and returns its final progress.
 async fn run_pass(bridge: &TestBridge, reconcile: bool) -> SyncProgress {
     let mut client = SyncServiceClient::new(bridge.channel().await);
-    let progress: Vec<SyncProgress> = if reconcile {
-        let mut stream = client
-            .reconcile(ReconcileRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        let mut all = Vec::new();
-        while let Some(m) = within("reconcile progress", stream.message())
-            .await
-            .unwrap()
-        {
-            all.push(m.progress.unwrap());
-        }
-        all
-    } else {
-        let mut stream = client
-            .backfill(BackfillRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        let mut all = Vec::new();
-        while let Some(m) = within("backfill progress", stream.message()).await.unwrap() {
-            all.push(m.progress.unwrap());
-        }
-        all
-    };
-    let last = progress
-        .last()
-        .cloned()
-        .expect("at least one progress message");
+    let mut stream: std::pin::Pin<Box<dyn Stream<Item = Result<SyncProgress, Status>> + Send>> =
+        if reconcile {
+            let stream = client.reconcile(ReconcileRequest {}).await.unwrap();
+            Box::pin(stream.into_inner().map_ok(|m| m.progress.unwrap()))
+        } else {
+            let stream = client.backfill(BackfillRequest {}).await.unwrap();
+            Box::pin(stream.into_inner().map_ok(|m| m.progress.unwrap()))
+        };
+    let mut last = None;
+    while let Some(progress) = within("pass progress", stream.next()).await {
+        last = Some(progress.unwrap());
+    }
+    let last = last.expect("at least one progress message");
     assert_ne!(last.state(), SyncState::Running, "{last:?}");
     last
 }
