@@ -381,6 +381,24 @@ async fn every_subcommand_refuses_a_bad_value_with_64_and_one_line() {
         (&["tail", "--from", "first"], "--from"),
         (&["tail", "--last=-3"], "--last"),
         (&["tail", "--grpc-addr", "not an address"], "--grpc-addr"),
+        (
+            &["snapshot", "--grpc-addr", "not an address"],
+            "--grpc-addr",
+        ),
+        (&["snapshot", "--tombstones=maybe"], "--tombstones"),
+        (
+            &["backfill", "--grpc-addr", "not an address"],
+            "--grpc-addr",
+        ),
+        (
+            &["reconcile", "--grpc-addr", "not an address"],
+            "--grpc-addr",
+        ),
+        (&["serve", "--clerk-api-share", "2"], "--clerk-api-share"),
+        (
+            &["serve", "--reconcile-every", "often"],
+            "--reconcile-every",
+        ),
     ];
     for (args, flag) in cases {
         let output = run(args).await;

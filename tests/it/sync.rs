@@ -13,6 +13,7 @@ use clerk_bridge::{
 };
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::Status;
 
 use crate::{
@@ -290,7 +291,78 @@ async fn reconciliation_repairs_random_histories_with_lost_webhooks() {
             clerk_objects(&fake),
             "seed {seed}"
         );
+        if seed <= 2 {
+            let database = example_consumer_database(&bridge).await;
+            assert_eq!(
+                database,
+                clerk_objects(&fake),
+                "seed {seed}: the example's database"
+            );
+        }
     }
+}
+
+/// Runs the Rust example consumer (`examples/sync_sqlite.rs`) on a new database until it has caught
+/// up (it bootstraps from the snapshot), and returns its live rows as (id, version).
+async fn example_consumer_database(bridge: &TestBridge) -> BTreeMap<String, i64> {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let grpc = bridge.grpc.to_string();
+    let mut consumer = tokio::process::Command::new(example_binary("sync_sqlite"))
+        .args(["--db", db.to_str().unwrap(), "--grpc-addr", &grpc])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(consumer.stderr.take().unwrap()).lines();
+    within("the example consumer to catch up", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("caught up at") {
+                return;
+            }
+        }
+        panic!("the example consumer ended before it caught up");
+    })
+    .await;
+    consumer.kill().await.unwrap();
+    let db = rusqlite::Connection::open(&db).unwrap();
+    let mut live = BTreeMap::new();
+    for table in ["users", "organizations", "organization_memberships"] {
+        let mut rows = db
+            .prepare(&format!(
+                "SELECT id, version FROM {table} WHERE NOT deleted"
+            ))
+            .unwrap();
+        let rows = rows
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .unwrap();
+        live.extend(rows.map(Result::unwrap));
+    }
+    live
+}
+
+/// An example's binary beside the test binary (`cargo test` builds the examples); built first when
+/// only this test target was.
+fn example_binary(name: &str) -> std::path::PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let path = deps
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    if !path.exists() {
+        let built = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", name])
+            .status()
+            .unwrap();
+        assert!(built.success(), "cargo build --example {name}");
+    }
+    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
