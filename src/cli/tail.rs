@@ -71,6 +71,16 @@ enum Ended {
 /// When the bridge cannot be reached at first, or refuses the request (a bad pattern, a start
 /// outside the log).
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
+    // Ctrl-C ends a follow cleanly, also where the shell started `tail` with SIGINT ignored (a
+    // background job of a script).
+    tokio::select! {
+        followed = follow_until_done(args) => followed,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// Prints events until the stream is done (`--no-follow`, stdout closed) or fails for good.
+async fn follow_until_done(args: TailArgs) -> anyhow::Result<()> {
     let mut client = EventStreamClient::new(args.bridge.connect().await?);
     let mut after = start_after(&mut client, &args).await.map_err(refused)?;
     let mut backoff = INITIAL_BACKOFF;
