@@ -1,8 +1,12 @@
 //! gRPC access control: a bearer token checked by an interceptor, and TLS with optional client
 //! certificates. Health checks are never intercepted, so probes keep working.
 
-use std::{fmt, sync::Arc};
+use std::{fmt, path::Path, sync::Arc};
 
+use rustls::{
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _},
+    sign::CertifiedKey,
+};
 use subtle::ConstantTimeEq as _;
 use tonic::{
     Request, Status,
@@ -93,40 +97,89 @@ impl Interceptor for TokenCheck {
     }
 }
 
-/// Why TLS could not be set up.
+/// Why TLS could not be set up, naming the flag of the file at fault.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read --{flag} {path}: {source}")]
+#[error("invalid --{flag} {path}: {reason}")]
 pub struct TlsError {
     /// The flag naming the file.
     pub flag: &'static str,
     /// The path as configured, for the message.
     pub path: String,
-    /// Why reading failed (missing, permission denied...).
-    pub source: std::io::Error,
+    /// What is wrong: unreadable, not PEM, no certificate, a key that does not match.
+    pub reason: String,
 }
 
 /// The server TLS settings: certificate and key, and the client CA when client certificates are
-/// required.
+/// required. The files are checked here, at start, so that a bad one stops the bridge with its
+/// flag named instead of failing later as a bare "transport error".
 ///
 /// # Errors
-/// [`TlsError`] naming the flag of an unreadable file.
+/// [`TlsError`] naming the flag of an unreadable or unusable file.
 pub fn server_tls(tls: &GrpcTls) -> Result<ServerTlsConfig, TlsError> {
-    let read = |flag: &'static str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|source| TlsError {
-            flag,
-            path: path.display().to_string(),
-            source,
-        })
-    };
-    let identity = Identity::from_pem(
-        read("grpc-tls-cert", &tls.cert)?,
-        read("grpc-tls-key", &tls.key)?,
-    );
-    let mut config = ServerTlsConfig::new().identity(identity);
+    let cert = read_pem("grpc-tls-cert", &tls.cert)?;
+    let key = read_pem("grpc-tls-key", &tls.key)?;
+    check_identity(tls, &cert, &key)?;
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
     if let Some(ca) = &tls.client_ca {
-        config = config.client_ca_root(Certificate::from_pem(read("grpc-client-ca", ca)?));
+        let pem = read_pem("grpc-client-ca", ca)?;
+        certificates("grpc-client-ca", ca, &pem)?;
+        config = config.client_ca_root(Certificate::from_pem(pem));
     }
     Ok(config)
+}
+
+/// Reads a PEM file.
+fn read_pem(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| tls_error(flag, path, e))
+}
+
+/// The certificates of a PEM file; at least one.
+fn certificates(
+    flag: &'static str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(flag, path, format!("not PEM certificates ({e})")))?;
+    if certs.is_empty() {
+        return Err(tls_error(flag, path, "no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+/// Checks that the key parses and belongs to the certificate.
+fn check_identity(tls: &GrpcTls, cert: &[u8], key: &[u8]) -> Result<(), TlsError> {
+    let certs = certificates("grpc-tls-cert", &tls.cert, cert)?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
+        tls_error(
+            "grpc-tls-key",
+            &tls.key,
+            format!("not a PEM private key ({e})"),
+        )
+    })?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| tls_error("grpc-tls-key", &tls.key, e))?;
+    CertifiedKey::new(certs, signing_key)
+        .keys_match()
+        .map_err(|_| {
+            tls_error(
+                "grpc-tls-key",
+                &tls.key,
+                "the key does not belong to the --grpc-tls-cert certificate",
+            )
+        })
+}
+
+fn tls_error(flag: &'static str, path: &Path, reason: impl ToString) -> TlsError {
+    TlsError {
+        flag,
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{
+    access::TlsError,
     clerk_api,
     ingress::verify::{InvalidSecret, SigningSecret},
     log::{LogOptions, retention::Policy},
@@ -97,6 +98,9 @@ pub enum ConfigError {
     /// Clerk's secret key is malformed (the key itself is never shown).
     #[error("invalid CLERK_SECRET_KEY / --clerk-secret-key(-file): {0}")]
     BadSecretKey(#[source] clerk_api::ConfigError),
+    /// A TLS file of the gRPC port cannot be used (the error names its flag).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// A flag's value does not parse.
     #[error("invalid --{flag} {value:?}: {reason}")]
     BadValue {

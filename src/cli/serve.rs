@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::values;
 use crate::{
-    clerk_api,
+    access, clerk_api,
     config::{self, Config, ConfigError, GrpcAccess, GrpcTls, SecretSource},
     ingress::verify::SigningSecret,
     log::{LogOptions, retention::Policy},
@@ -214,6 +214,10 @@ impl ServeArgs {
             }),
             _ => None,
         };
+        // Not PEM, a key of another certificate, an empty CA: refused now, naming the flag.
+        if let Some(tls) = &tls {
+            access::server_tls(tls)?;
+        }
         let access = GrpcAccess {
             tls,
             token_file: self.grpc_token_file.clone(),

@@ -16,7 +16,7 @@ use tonic::{
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::{
-    process::{BridgeProcess, Poster, user_created},
+    process::{BridgeProcess, Poster, clerk_bridge, user_created},
     support::{
         Body, OTHER_SECRET, SECRET, TestBridge, event_body, now_secs, signed_headers, svix_headers,
         within,
@@ -198,6 +198,72 @@ async fn a_token_file_guards_the_stream_but_not_health() {
         subscribe_with_token(channel, Some("first-token")).await,
         Code::Unauthenticated
     );
+}
+
+/// TLS files that cannot work (not PEM, a key of another certificate, an empty CA bundle) stop the
+/// bridge at start: exit 64, one line naming the flag of the file at fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_tls_files_stop_the_bridge_naming_their_flag() {
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf(&["localhost"]);
+    let (_, other_key) = pki.leaf(&["localhost"]);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let cert = write("cert.pem", &cert);
+    let key = write("key.pem", &key);
+    let other_key = write("other-key.pem", &other_key);
+    let junk = write("junk.pem", "not a certificate");
+    let empty = write("empty.pem", "");
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            vec!["--grpc-tls-cert", &junk, "--grpc-tls-key", &key],
+            "--grpc-tls-cert",
+        ),
+        (
+            vec!["--grpc-tls-cert", &cert, "--grpc-tls-key", &junk],
+            "--grpc-tls-key",
+        ),
+        (
+            vec!["--grpc-tls-cert", &cert, "--grpc-tls-key", &other_key],
+            "--grpc-tls-key",
+        ),
+        (
+            vec![
+                "--grpc-tls-cert",
+                &cert,
+                "--grpc-tls-key",
+                &key,
+                "--grpc-client-ca",
+                &empty,
+            ],
+            "--grpc-client-ca",
+        ),
+    ];
+    let data = dir.path().join("data");
+    for (flags, flag) in cases {
+        let mut command = clerk_bridge(
+            &[("CLERK_WEBHOOK_SIGNING_SECRET", SECRET)],
+            [
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--grpc-addr",
+                "127.0.0.1:0",
+            ],
+        );
+        command.arg("--data-dir").arg(&data).args(&flags);
+        let output = within("the bridge to refuse its TLS files", command.output())
+            .await
+            .unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(64), "{flag}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{flag}: {stderr}");
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+    }
 }
 
 /// A CA, and a certificate with its key signed by it for `names`.
