@@ -299,16 +299,6 @@ impl Pass {
             .iter()
             .filter_map(|object| records::updated(kind, object, source))
             .collect();
-        let outcomes = futures_util::future::join_all(
-            records.iter().map(|record| self.log.append(record.clone())),
-        )
-        .await;
-        let before = self.saved.counts;
-        for outcome in outcomes {
-            self.count(outcome?);
-        }
-        self.saved.counts.read += u64::try_from(page.len()).unwrap_or(u64::MAX);
-        self.count_metrics(before);
         let seen = match self.saved.mode {
             Mode::Backfill => Vec::new(),
             Mode::Reconciliation => records
@@ -317,6 +307,14 @@ impl Pass {
                 .map(|o| (o.kind.clone(), o.id.clone()))
                 .collect(),
         };
+        let outcomes =
+            futures_util::future::join_all(records.into_iter().map(|r| self.log.append(r))).await;
+        let before = self.saved.counts;
+        for outcome in outcomes {
+            self.count(outcome?);
+        }
+        self.saved.counts.read += u64::try_from(page.len()).unwrap_or(u64::MAX);
+        self.count_metrics(before);
         Ok(seen)
     }
 

@@ -57,6 +57,19 @@ pub(crate) async fn read_snapshot(subscription: &mut Subscription) -> (Vec<Event
     }
 }
 
+/// Subscribes from a snapshot and reads it to its end: the stream (which goes on after S), the
+/// snapshot's events and its end marker.
+async fn take_snapshot(
+    bridge: &TestBridge,
+    event_types: &[&str],
+    include_tombstones: bool,
+) -> (Subscription, Vec<Event>, SnapshotEnd) {
+    let request = snapshot_request(event_types, include_tombstones);
+    let mut subscription = bridge.subscribe_with(request).await.unwrap();
+    let (events, end) = read_snapshot(&mut subscription).await;
+    (subscription, events, end)
+}
+
 /// (object id, type, first name) of each event, by object id.
 fn by_object(events: &[Event]) -> BTreeMap<String, (String, String)> {
     events
@@ -97,11 +110,7 @@ async fn a_snapshot_holds_the_latest_event_of_every_live_object_then_streams_on(
     let bridge = TestBridge::start().await;
     deliver_history(&bridge).await;
 
-    let mut subscription = bridge
-        .subscribe_with(snapshot_request(&[], false))
-        .await
-        .unwrap();
-    let (events, end) = read_snapshot(&mut subscription).await;
+    let (mut subscription, events, end) = take_snapshot(&bridge, &[], false).await;
     assert_eq!(end.sequence, 7);
     let objects = by_object(&events);
     assert_eq!(
@@ -135,21 +144,13 @@ async fn tombstones_and_filters_shape_a_snapshot() {
     let bridge = TestBridge::start().await;
     deliver_history(&bridge).await;
 
-    let mut with_tombstones = bridge
-        .subscribe_with(snapshot_request(&["user.*"], true))
-        .await
-        .unwrap();
-    let (events, _) = read_snapshot(&mut with_tombstones).await;
+    let (_, events, _) = take_snapshot(&bridge, &["user.*"], true).await;
     let objects = by_object(&events);
     assert_eq!(objects.len(), 2, "{objects:?}");
     assert_eq!(objects["user_b"].0, "user.deleted");
     assert!(events.iter().any(|e| e.deleted && e.object_id == "user_b"));
 
-    let mut organizations = bridge
-        .subscribe_with(snapshot_request(&["organization.*"], false))
-        .await
-        .unwrap();
-    let (events, end) = read_snapshot(&mut organizations).await;
+    let (_, events, end) = take_snapshot(&bridge, &["organization.*"], false).await;
     assert_eq!(by_object(&events).keys().collect::<Vec<_>>(), ["org_1"]);
     assert_eq!(end.objects, 1);
 }
@@ -168,11 +169,7 @@ async fn the_state_outlives_retention() {
     })
     .await;
     bridge.restart().await;
-    let mut subscription = bridge
-        .subscribe_with(snapshot_request(&[], false))
-        .await
-        .unwrap();
-    let (events, end) = read_snapshot(&mut subscription).await;
+    let (_, events, end) = take_snapshot(&bridge, &[], false).await;
     assert_eq!(end.sequence, 7);
     assert_eq!(by_object(&events)["user_a"].1, "Ada L.");
     // A plain stream from the start is out of range; the snapshot is how a newcomer starts.
@@ -249,11 +246,7 @@ async fn a_snapshot_taken_while_webhooks_arrive_misses_nothing() {
             }
         })
     };
-    let mut subscription = bridge
-        .subscribe_with(snapshot_request(&[], false))
-        .await
-        .unwrap();
-    let (snapshot, _) = read_snapshot(&mut subscription).await;
+    let (mut subscription, snapshot, _) = take_snapshot(&bridge, &[], false).await;
     within("the writer", writer).await.unwrap();
     let (head, _) = bridge.positions().await;
 
@@ -294,11 +287,7 @@ async fn a_log_from_before_the_state_is_migrated_on_open() {
     drop(db);
 
     bridge.start_again().await;
-    let mut subscription = bridge
-        .subscribe_with(snapshot_request(&[], true))
-        .await
-        .unwrap();
-    let (events, end) = read_snapshot(&mut subscription).await;
+    let (_, events, end) = take_snapshot(&bridge, &[], true).await;
     assert_eq!(end.sequence, 7);
     let objects = by_object(&events);
     assert_eq!(objects.len(), 3);
