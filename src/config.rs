@@ -68,6 +68,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Time a client has to send request headers.
     pub header_read_timeout: Duration,
+    /// Time a client has to send a webhook's body once its headers arrived.
+    pub body_read_timeout: Duration,
+    /// Most webhook body bytes held in memory across all requests.
+    pub max_buffered_bytes: usize,
     /// Idle time before a heartbeat.
     pub heartbeat_interval: Duration,
     /// Drain time at shutdown.
@@ -142,6 +146,8 @@ impl Config {
             max_body_bytes: 1 << 20,
             max_connections: 1024,
             header_read_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: Duration::from_secs(10),
+            max_buffered_bytes: 64 << 20,
             heartbeat_interval: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(8),
             retention: Policy::default(),

@@ -23,7 +23,7 @@ use crate::{
     config::{Config, SecretSource},
     health,
     ingress::{
-        self, HttpLimits, Ingress, MetricsPage,
+        self, BodyLimits, HttpLimits, Ingress, MetricsPage,
         secrets::{SigningSecrets, parse_secret_file},
         verify::Verifier,
     },
@@ -105,7 +105,11 @@ pub async fn run(
         metrics.clone(),
         metrics_page(&metrics, &log, &consumers),
         config.webhook_path.clone(),
-        config.max_body_bytes,
+        BodyLimits {
+            max_body_bytes: config.max_body_bytes,
+            read_timeout: config.body_read_timeout,
+            max_buffered_bytes: config.max_buffered_bytes,
+        },
     ));
     let streams = CancellationToken::new();
     let (health, health_service) = health::health(streams.clone());

@@ -47,9 +47,17 @@ pub struct ServeArgs {
     /// Largest webhook body accepted, in bytes (larger: 413); units such as `512KiB` work too.
     #[arg(long, env = "CLERK_BRIDGE_MAX_BODY_BYTES", default_value = "1048576", value_parser = values::byte_size)]
     pub max_body_bytes: u64,
-    /// Most HTTP connections open at once.
+    /// Most HTTP connections open at once. At the cap, the connection that has waited longest on
+    /// its client is closed to make room for a new one.
     #[arg(long, env = "CLERK_BRIDGE_MAX_CONNECTIONS", default_value = "1024", value_parser = values::connection_cap)]
     pub max_connections: usize,
+    /// Time a client has to send a webhook's whole body once its headers arrived (408 past it).
+    #[arg(long, env = "CLERK_BRIDGE_BODY_READ_TIMEOUT", default_value = "10s", value_parser = values::duration)]
+    pub body_read_timeout: Duration,
+    /// Most webhook body bytes held in memory by all requests together (503, retry later, past
+    /// it): bounds what many large bodies at once can cost.
+    #[arg(long, env = "CLERK_BRIDGE_MAX_BUFFERED_BYTES", default_value = "64MiB", value_parser = values::byte_size)]
+    pub max_buffered_bytes: u64,
     /// Idle time after which a subscription stream sends a heartbeat (e.g. `15s`, `500ms`).
     #[arg(long, env = "CLERK_BRIDGE_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = values::duration)]
     pub heartbeat_interval: Duration,
@@ -128,6 +136,8 @@ impl ServeArgs {
                 ConfigError::bad("max-body-bytes", &self.max_body_bytes.to_string(), e)
             })?,
             max_connections: self.max_connections,
+            body_read_timeout: self.body_read_timeout,
+            max_buffered_bytes: self.buffered_bytes()?,
             heartbeat_interval: self.heartbeat_interval,
             shutdown_grace: self.shutdown_grace,
             retention: Policy {
@@ -177,6 +187,24 @@ impl ServeArgs {
 
     /// The signing secrets: inline, or a file that must be readable and valid now. A bad secret's
     /// text never appears in the error.
+    /// The byte budget: at least one largest body, or such a body could never be accepted.
+    fn buffered_bytes(&self) -> Result<usize, ConfigError> {
+        let bad = |reason: String| {
+            ConfigError::bad(
+                "max-buffered-bytes",
+                &self.max_buffered_bytes.to_string(),
+                reason,
+            )
+        };
+        if self.max_buffered_bytes < self.max_body_bytes {
+            return Err(bad(format!(
+                "must be at least --max-body-bytes ({})",
+                self.max_body_bytes
+            )));
+        }
+        usize::try_from(self.max_buffered_bytes).map_err(|e| bad(e.to_string()))
+    }
+
     fn secret_source(&self) -> Result<SecretSource, ConfigError> {
         match (&self.signing_secret, &self.signing_secret_file) {
             (Some(inline), _) => Ok(SecretSource::Inline(SigningSecret::parse_list(inline)?)),
@@ -272,13 +300,15 @@ mod tests {
         assert_eq!(c.webhook_path, "/webhooks/clerk");
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_buffered_bytes, 64 << 20);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(15));
         assert_eq!(c.shutdown_grace, Duration::from_secs(8));
     }
 
     #[test]
     fn bad_values_name_their_flag_on_one_line() {
-        let cases: [(&[&str], &str); 10] = [
+        let cases: [(&[&str], &str); 12] = [
             (&["--http-addr", "nope"], "--http-addr"),
             (&["--grpc-addr", "1.2.3.4"], "--grpc-addr"),
             (&["--webhook-path", "hooks"], "--webhook-path"),
@@ -288,6 +318,8 @@ mod tests {
                 "--max-connections",
             ),
             (&["--heartbeat-interval", "soon"], "--heartbeat-interval"),
+            (&["--body-read-timeout", "0"], "--body-read-timeout"),
+            (&["--max-buffered-bytes", "512KiB"], "--max-buffered-bytes"),
             (&["--shutdown-grace", "0s"], "--shutdown-grace"),
             (&["--retention-max-age", "forever"], "--retention-max-age"),
             (&["--retention-max-bytes", "big"], "--retention-max-bytes"),

@@ -1,9 +1,15 @@
 //! The webhook receiver: an HTTP/1.1 server (hyper) with one webhook route and health endpoints.
 //!
-//! Limits: connections are capped by a semaphore taken before `accept`, headers must arrive within a
-//! timeout, and bodies are capped (413 without reading past the cap). Shutdown stops accepting, then
-//! lets in-flight requests finish (their appends included) within the grace period.
+//! Bounds, so that a client without a signature and with little bandwidth cannot stall the bridge:
+//! connections are capped, and at the cap the one that has waited longest on its client is closed
+//! to make room ([`connections`]); headers must arrive within a timeout (also between requests on
+//! a kept-alive connection); the signature headers are checked before the body is read; bodies have
+//! a size cap, a deadline and a shared byte budget ([`body`]). Shutdown stops accepting, then lets
+//! in-flight requests finish (their appends included) within the grace period.
 
+mod body;
+mod budget;
+mod connections;
 mod response;
 mod routes;
 pub mod secrets;
@@ -16,13 +22,21 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 use tokio_util::sync::CancellationToken;
 
+pub use body::BodyLimits;
+pub use connections::{Connection, Connections};
 pub use routes::{Ingress, MetricsPage};
 
 /// Longest pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// Most bytes hyper buffers per connection (headers, and body bytes read ahead): with the default
+/// 1,024 connections at most 16 MiB in all.
+const MAX_CONNECTION_BUFFER: usize = 16 * 1024;
 
 /// Connection-level limits of the HTTP server.
 #[derive(Debug, Clone, Copy)]
@@ -41,16 +55,11 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = Arc::new(Connections::default());
     let graceful = GracefulShutdown::new();
     let mut backoff = Duration::from_millis(5);
     loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit,
-            () = shutdown.cancelled() => break,
-        };
-        // The semaphore is never closed, so acquiring cannot fail.
-        let Ok(permit) = permit else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
@@ -65,22 +74,25 @@ pub async fn serve(
             }
         };
         backoff = Duration::from_millis(5);
-        let _ = stream.set_nodelay(true);
-        let ingress = ingress.clone();
-        let service = service_fn(move |req| {
-            let ingress = ingress.clone();
-            async move { Ok::<_, std::convert::Infallible>(ingress.handle(req).await) }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let slot = tokio::select! {
+            slot = make_room(&slots, &connections) => slot,
+            () = shutdown.cancelled() => break,
+        };
+        // The semaphore is never closed, so this does not happen.
+        let Some(slot) = slot else { break };
+        let connection = connections.open();
+        let conn = serve_connection(stream, &ingress, &limits, &graceful, connection.clone());
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%error, "HTTP connection ended with an error");
+            tokio::select! {
+                ended = conn => if let Err(error) = ended {
+                    tracing::debug!(%error, "HTTP connection ended with an error");
+                },
+                () = connection.closed() => {
+                    tracing::debug!("HTTP connection closed to make room for a new one");
+                }
             }
-            drop(permit);
+            connection.remove();
+            drop(slot);
         });
     }
     drop(listener);
@@ -90,6 +102,44 @@ pub async fn serve(
     {
         tracing::warn!("HTTP connections still open after the grace period; closing them");
     }
+}
+
+/// A slot for a new connection: a free one, or, at the cap, the one the longest-waiting
+/// connection frees when it is closed (or, when all are busy, the first to end).
+/// `None` only if the semaphore were closed.
+async fn make_room(
+    slots: &Arc<Semaphore>,
+    connections: &Connections,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(slot) = slots.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    connections.close_longest_waiting();
+    slots.clone().acquire_owned().await.ok()
+}
+
+/// One HTTP/1.1 connection, drained at shutdown: hyper with the header timeout and buffer cap, each
+/// request tagged with its [`Connection`] so the handler can mark it busy.
+fn serve_connection(
+    stream: TcpStream,
+    ingress: &Arc<Ingress>,
+    limits: &HttpLimits,
+    graceful: &GracefulShutdown,
+    connection: Connection,
+) -> impl Future<Output = hyper::Result<()>> + Send + use<> {
+    let _ = stream.set_nodelay(true);
+    let ingress = ingress.clone();
+    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        let ingress = ingress.clone();
+        req.extensions_mut().insert(connection.clone());
+        async move { Ok::<_, std::convert::Infallible>(ingress.handle(req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_CONNECTION_BUFFER)
+        .serve_connection(TokioIo::new(stream), service);
+    graceful.watch(conn)
 }
 
 #[cfg(test)]

@@ -24,6 +24,10 @@ pub(super) enum Rejection {
     TooLarge,
     /// The body could not be read.
     BadBody,
+    /// The body did not arrive within the deadline.
+    BodyTimeout,
+    /// The bodies in memory already use the byte budget; the sender should retry.
+    Overloaded,
     /// Signature, timestamp or id headers wrong.
     Unverified(VerifyError),
     /// Verified, but not a Clerk event.
@@ -42,6 +46,8 @@ impl Rejection {
                 RejectReason::BadBody
             }
             Rejection::TooLarge => RejectReason::TooLarge,
+            Rejection::BodyTimeout => RejectReason::BodyTimeout,
+            Rejection::Overloaded => RejectReason::Overloaded,
             Rejection::Unverified(VerifyError::MissingHeaders) => RejectReason::MissingHeaders,
             Rejection::Unverified(VerifyError::InvalidSignature) => RejectReason::InvalidSignature,
             Rejection::Unverified(VerifyError::InvalidTimestamp | VerifyError::StaleTimestamp) => {
@@ -54,6 +60,19 @@ impl Rejection {
         }
     }
 
+    /// Whether the request's body may be left (partly) unread: then the connection is closed.
+    fn leaves_body_unread(&self) -> bool {
+        matches!(
+            self,
+            Rejection::TooLarge
+                | Rejection::BadBody
+                | Rejection::BodyTimeout
+                | Rejection::Overloaded
+                | Rejection::Unverified(_)
+                | Rejection::NotReady
+        )
+    }
+
     /// The status and JSON body for this rejection.
     pub(super) fn into_response(self) -> Response<Body> {
         let (status, reason) = match &self {
@@ -64,6 +83,14 @@ impl Rejection {
             ),
             Rejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body too large".to_owned()),
             Rejection::BadBody => (StatusCode::BAD_REQUEST, "could not read body".to_owned()),
+            Rejection::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body not received in time".to_owned(),
+            ),
+            Rejection::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "bridge busy, retry later".to_owned(),
+            ),
             Rejection::Unverified(e) => (StatusCode::UNAUTHORIZED, e.to_string()),
             Rejection::Undecodable(e) => (StatusCode::BAD_REQUEST, e.to_string()),
             Rejection::Unstored(e) => (
@@ -74,11 +101,15 @@ impl Rejection {
         };
         let mut response = json(status, &serde_json::json!({ "error": reason }));
         let headers = response.headers_mut();
+        if self.leaves_body_unread() {
+            // Reading what is left of the body would spend the bandwidth the rejection saves.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         match self {
             Rejection::MethodNotAllowed(allow) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            Rejection::Unstored(_) | Rejection::NotReady => {
+            Rejection::Unstored(_) | Rejection::NotReady | Rejection::Overloaded => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECS),

@@ -7,12 +7,14 @@ use std::sync::{
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 
 use super::{
+    body::{BodyLimits, BodyReader},
+    budget::Reservation,
+    connections::Connection,
     response::{Body, Rejection, json},
     secrets::SigningSecrets,
-    verify::VerifiedWebhook,
+    verify::{self, VerifiedWebhook},
 };
 use crate::{
     clerk,
@@ -61,8 +63,8 @@ pub struct Ingress {
     metrics_page: MetricsPage,
     /// Path of the webhook route.
     webhook_path: String,
-    /// Largest body accepted.
-    max_body_bytes: usize,
+    /// Reads bodies within their bounds.
+    bodies: BodyReader,
     /// False once shutdown begins.
     ready: AtomicBool,
 }
@@ -77,7 +79,7 @@ impl Ingress {
         metrics: Arc<Metrics>,
         metrics_page: MetricsPage,
         webhook_path: String,
-        max_body_bytes: usize,
+        body_limits: BodyLimits,
     ) -> Self {
         Ingress {
             secrets,
@@ -85,7 +87,7 @@ impl Ingress {
             metrics,
             metrics_page,
             webhook_path,
-            max_body_bytes,
+            bodies: BodyReader::new(body_limits),
             ready: AtomicBool::new(true),
         }
     }
@@ -136,7 +138,16 @@ impl Ingress {
             return Err(Rejection::NotReady);
         }
         let (parts, body) = req.into_parts();
-        let body = self.read_body(&parts.headers, body).await?;
+        // Unsigned, replayed or malformed requests are refused before their body costs anything.
+        verify::check_headers(&parts.headers, now_ms() / 1000).map_err(Rejection::Unverified)?;
+        let mut reservation = Reservation::default();
+        let body = self
+            .bodies
+            .read(&parts.headers, body, &mut reservation)
+            .await?;
+        // From here the bridge, not the client, is the one working: this connection is not closed
+        // to make room for a new one.
+        let _busy = parts.extensions.get::<Connection>().map(Connection::busy);
         let webhook = self
             .secrets
             .verify(&parts.headers, body)
@@ -168,26 +179,6 @@ impl Ingress {
             http::HeaderValue::from_static(metrics::CONTENT_TYPE),
         );
         response
-    }
-
-    /// Reads the body, refusing (413) anything over the cap without reading past it.
-    async fn read_body<B: RequestBody>(
-        &self,
-        headers: &http::HeaderMap,
-        body: B,
-    ) -> Result<Bytes, Rejection> {
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.max_body_bytes as u64) {
-            return Err(Rejection::TooLarge);
-        }
-        match Limited::new(body, self.max_body_bytes).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::TooLarge),
-            Err(_) => Err(Rejection::BadBody),
-        }
     }
 
     /// Decodes the verified webhook and appends it; returns once it is durable.

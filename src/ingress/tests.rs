@@ -10,7 +10,7 @@ use serde_json::Value;
 use svix::webhooks::Webhook;
 
 use super::{
-    Ingress, MetricsPage,
+    BodyLimits, Ingress, MetricsPage,
     response::Body,
     secrets::SigningSecrets,
     verify::{SigningSecret, Verifier},
@@ -24,6 +24,9 @@ use crate::{
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WEBHOOK: &str = "/webhooks/clerk";
 const MAX_BODY: usize = 4096;
+/// Room for two largest bodies at once.
+const MAX_BUFFERED: usize = 2 * MAX_BODY;
+const BODY_TIMEOUT: Duration = Duration::from_millis(300);
 const USER_CREATED: &str =
     r#"{"type":"user.created","object":"event","timestamp":1716883200000,"data":{"id":"user_1"}}"#;
 
@@ -53,7 +56,11 @@ impl Router {
             metrics,
             page,
             WEBHOOK.to_owned(),
-            MAX_BODY,
+            BodyLimits {
+                max_body_bytes: MAX_BODY,
+                read_timeout: BODY_TIMEOUT,
+                max_buffered_bytes: MAX_BUFFERED,
+            },
         );
         Router {
             ingress,
@@ -289,5 +296,134 @@ fn a_body_that_fails_mid_read_is_a_bad_request() {
         .unwrap();
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(router.log.head(), 0);
+    });
+}
+
+/// A request whose body never arrives, with `headers` and a declared length (if any).
+fn stalled(headers: &[(&str, String)], declared: Option<usize>) -> Request<StalledBody> {
+    let mut builder = Request::builder().method(Method::POST).uri(WEBHOOK);
+    for (name, value) in headers {
+        builder = builder.header(*name, value);
+    }
+    if let Some(len) = declared {
+        builder = builder.header(header::CONTENT_LENGTH, len);
+    }
+    builder
+        .body(StreamBody::new(futures_util::stream::pending()))
+        .unwrap()
+}
+
+/// A body that never yields a frame.
+type StalledBody = StreamBody<
+    futures_util::stream::Pending<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>,
+>;
+
+/// Headers shaped like a signature, fresh, but signing nothing: what an attacker can send.
+fn forged() -> Vec<(&'static str, String)> {
+    vec![
+        ("svix-id", "msg_forged".to_owned()),
+        ("svix-timestamp", (now_ms() / 1000).to_string()),
+        ("svix-signature", "v1,bm90IGEgc2lnbmF0dXJl".to_owned()),
+    ]
+}
+
+#[test]
+fn unsigned_or_stale_requests_are_refused_without_reading_their_body() {
+    runtime().block_on(async {
+        let router = Router::new();
+        let mut stale = forged();
+        stale[1].1 = (now_ms() / 1000 - 600).to_string();
+        let mut no_v1 = forged();
+        no_v1[2].1 = "v2,abc".to_owned();
+        for (case, headers) in [("unsigned", vec![]), ("stale", stale), ("no v1", no_v1)] {
+            // The body never comes: only a check that does not wait for it can answer.
+            let answer = router.ingress.handle(stalled(&headers, Some(MAX_BODY)));
+            let response = tokio::time::timeout(BODY_TIMEOUT / 2, answer)
+                .await
+                .unwrap_or_else(|_| panic!("{case}: waited for the body"));
+            assert_eq!(response.headers()[header::CONNECTION], "close", "{case}");
+            assert_eq!(read(response).await.0, StatusCode::UNAUTHORIZED, "{case}");
+        }
+        assert_eq!(router.log.head(), 0);
+    });
+}
+
+#[test]
+fn a_body_that_stalls_is_refused_at_the_deadline() {
+    runtime().block_on(async {
+        let router = Router::new();
+        for declared in [Some(100), None] {
+            let answer = router.ingress.handle(stalled(&forged(), declared));
+            let response = tokio::time::timeout(BODY_TIMEOUT * 20, answer)
+                .await
+                .expect("answered once the deadline passed");
+            assert_eq!(response.headers()[header::CONNECTION], "close");
+            assert_eq!(read(response).await.0, StatusCode::REQUEST_TIMEOUT);
+        }
+        assert_eq!(router.log.head(), 0);
+    });
+}
+
+#[test]
+fn bodies_past_the_byte_budget_are_refused_until_held_ones_are_released() {
+    runtime().block_on(async {
+        let router = Router::new();
+        // Two stalled bodies declaring the largest size hold the whole budget until their deadline.
+        let first = router.ingress.handle(stalled(&forged(), Some(MAX_BODY)));
+        let second = router.ingress.handle(stalled(&forged(), Some(MAX_BODY)));
+        let refused = async {
+            let declared = router.send(webhook("msg_declared", USER_CREATED)).await;
+            let chunked = router.ingress.handle(stalled(&forged(), None));
+            let chunked = tokio::time::timeout(BODY_TIMEOUT * 20, chunked)
+                .await
+                .unwrap();
+            (declared, chunked.status())
+        };
+        let (first, second, (declared, chunked)) = tokio::join!(biased; first, second, refused);
+        assert_eq!(
+            declared.0,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            declared.1
+        );
+        assert_eq!(json(&declared.1)["error"], "bridge busy, retry later");
+        // A chunked body reserves as it arrives: it only waits for its deadline here, holding
+        // nothing, because its first frame never comes.
+        assert_eq!(chunked, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(first.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(second.status(), StatusCode::REQUEST_TIMEOUT);
+
+        // Released: the same webhook is taken now.
+        let (status, body) = router.send(webhook("msg_declared", USER_CREATED)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    });
+}
+
+#[test]
+fn chunked_bodies_reserve_their_bytes_as_they_arrive() {
+    runtime().block_on(async {
+        let router = Router::new();
+        // Together these hold all but 10 bytes of the budget.
+        let held = router.ingress.handle(stalled(&forged(), Some(MAX_BODY)));
+        let held_too = router
+            .ingress
+            .handle(stalled(&forged(), Some(MAX_BUFFERED - MAX_BODY - 10)));
+        let chunked = async {
+            let frames = vec![Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                Bytes::from(vec![b' '; 20]),
+            ))];
+            let mut req = Request::builder().method(Method::POST).uri(WEBHOOK);
+            for (name, value) in forged() {
+                req = req.header(name, value);
+            }
+            let req = req
+                .body(StreamBody::new(futures_util::stream::iter(frames)))
+                .unwrap();
+            read(router.ingress.handle(req).await).await
+        };
+        let (held, held_too, (status, body)) = tokio::join!(biased; held, held_too, chunked);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(held.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(held_too.status(), StatusCode::REQUEST_TIMEOUT);
     });
 }

@@ -13,6 +13,12 @@ use svix::webhooks::{Webhook, WebhookError};
 const SECRET_PREFIX: &str = "whsec_";
 /// Message id headers, in the order the `svix` crate reads them.
 const ID_HEADERS: [&str; 2] = ["svix-id", "webhook-id"];
+/// Timestamp headers, in the order the `svix` crate reads them.
+const TIMESTAMP_HEADERS: [&str; 2] = ["svix-timestamp", "webhook-timestamp"];
+/// Signature headers, in the order the `svix` crate reads them.
+const SIGNATURE_HEADERS: [&str; 2] = ["svix-signature", "webhook-signature"];
+/// How far a webhook's timestamp may be from now, either way: the `svix` crate's tolerance.
+const TOLERANCE_SECS: i64 = 5 * 60;
 /// Longest message id the bridge stores (Svix ids are about 30 characters).
 const MAX_ID_LEN: usize = 256;
 
@@ -236,12 +242,46 @@ impl fmt::Debug for Verifier {
     }
 }
 
+/// Checks what can be checked before the body is read, with the same rules as the `svix` crate's
+/// full check: the three headers are present, the id is usable, the timestamp is within five
+/// minutes of `now_secs` and the signature header carries a `v1` signature. A request failing here
+/// is refused without buffering its body, so an unsigned or replayed request costs no memory.
+///
+/// # Errors
+/// [`VerifyError`] naming the first thing wrong.
+pub fn check_headers(headers: &HeaderMap, now_secs: i64) -> Result<(), VerifyError> {
+    message_id(headers)?;
+    let signature = header(headers, SIGNATURE_HEADERS).ok_or(VerifyError::MissingHeaders)?;
+    let timestamp = header(headers, TIMESTAMP_HEADERS).ok_or(VerifyError::MissingHeaders)?;
+    let timestamp = timestamp
+        .to_str()
+        .ok()
+        .and_then(|t| t.parse::<i64>().ok())
+        .filter(|t| *t >= 0)
+        .ok_or(VerifyError::InvalidTimestamp)?;
+    if timestamp.abs_diff(now_secs) > TOLERANCE_SECS.unsigned_abs() {
+        return Err(VerifyError::StaleTimestamp);
+    }
+    let has_v1 = signature.to_str().is_ok_and(|s| {
+        s.split(' ').any(|part| {
+            part.split_once(',')
+                .is_some_and(|(v, sig)| v == "v1" && !sig.is_empty())
+        })
+    });
+    if !has_v1 {
+        return Err(VerifyError::InvalidSignature);
+    }
+    Ok(())
+}
+
+/// The first of `names` present in `headers`.
+fn header<'a>(headers: &'a HeaderMap, names: [&str; 2]) -> Option<&'a http::HeaderValue> {
+    names.iter().find_map(|name| headers.get(*name))
+}
+
 /// The message id, read from the same header the signature check used.
 fn message_id(headers: &HeaderMap) -> Result<String, VerifyError> {
-    let value = ID_HEADERS
-        .iter()
-        .find_map(|name| headers.get(*name))
-        .ok_or(VerifyError::MissingHeaders)?;
+    let value = header(headers, ID_HEADERS).ok_or(VerifyError::MissingHeaders)?;
     let id = value.to_str().map_err(|_| VerifyError::InvalidId)?;
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return Err(VerifyError::InvalidId);

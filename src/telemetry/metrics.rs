@@ -49,6 +49,10 @@ pub enum RejectReason {
     TooLarge,
     /// Body could not be read.
     BadBody,
+    /// The body did not arrive within `--body-read-timeout`.
+    BodyTimeout,
+    /// Bodies in memory already use `--max-buffered-bytes`.
+    Overloaded,
     /// Verified, but not a Clerk event.
     InvalidPayload,
     /// The log could not store it (busy, full, failing).
@@ -79,6 +83,8 @@ impl RejectReason {
             RejectReason::InvalidId => "invalid_id",
             RejectReason::TooLarge => "too_large",
             RejectReason::BadBody => "bad_body",
+            RejectReason::BodyTimeout => "body_timeout",
+            RejectReason::Overloaded => "overloaded",
             RejectReason::InvalidPayload => "invalid_payload",
             RejectReason::Unstored => "unstored",
             RejectReason::NotReady => "not_ready",

@@ -354,6 +354,14 @@ async fn every_subcommand_refuses_a_bad_value_with_64_and_one_line() {
         ),
         (&["serve", "--shutdown-grace", "0s"], "--shutdown-grace"),
         (
+            &["serve", "--body-read-timeout", "soon"],
+            "--body-read-timeout",
+        ),
+        (
+            &["serve", "--max-buffered-bytes", "1KiB"],
+            "--max-buffered-bytes",
+        ),
+        (
             &["serve", "--retention-max-age", "forever"],
             "--retention-max-age",
         ),

@@ -6,6 +6,7 @@ mod clerk_api;
 mod cli;
 mod consumers;
 mod durability;
+mod edge;
 mod fake_clerk;
 mod fixtures;
 mod lifecycle;

@@ -235,6 +235,15 @@ impl HttpResponse {
     }
 }
 
+/// Raises this process's soft limit on open files to at least `wanted` (up to the hard limit), for
+/// tests that hold many connections open; machines often start with a soft limit of 1,024.
+pub(crate) fn raise_fd_limit(wanted: u64) {
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    if soft < wanted {
+        rlimit::setrlimit(rlimit::Resource::NOFILE, wanted.min(hard), hard).unwrap();
+    }
+}
+
 /// Sends one HTTP/1.1 request on a new connection and reads the answer.
 ///
 /// The body is written while the answer is read, so a server that answers before reading the whole
