@@ -52,6 +52,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// gRPC address.
     pub grpc_addr: SocketAddr,
+    /// Address of the metrics port; `None`: `/metrics` is served on the webhook port.
+    pub metrics_addr: Option<SocketAddr>,
     /// Event log directory.
     pub data_dir: PathBuf,
     /// Webhook route path (starts with `/`).
@@ -135,6 +137,7 @@ impl Config {
         Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_addr: None,
             data_dir,
             webhook_path: "/webhooks/clerk".to_owned(),
             // A test passes a literal secret it knows to be valid.

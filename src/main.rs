@@ -93,6 +93,13 @@ async fn serve(config: Config) -> ExitCode {
             ));
         }
     };
+    let metrics = match config.metrics_addr {
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => return usage_error(&format!("cannot listen on --metrics-addr {addr}: {e}")),
+        },
+        None => None,
+    };
     // The bound addresses (not the configured ones), so port 0 can be used and discovered.
     let http_addr = http
         .local_addr()
@@ -100,12 +107,28 @@ async fn serve(config: Config) -> ExitCode {
     let grpc_addr = grpc
         .local_addr()
         .map_or_else(|_| config.grpc_addr.to_string(), |a| a.to_string());
-    tracing::info!(http = %http_addr, grpc = %grpc_addr, "Listening");
+    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    tracing::info!(
+        http = %http_addr,
+        grpc = %grpc_addr,
+        metrics = metrics_addr.map(tracing::field::display),
+        "Listening"
+    );
     let token = CancellationToken::new();
     if let Err(e) = shutdown::cancel_on_signal(token.clone()) {
         return failure(&format!("cannot install signal handlers: {e}"));
     }
-    match run(config, Listeners { http, grpc }, token).await {
+    match run(
+        config,
+        Listeners {
+            http,
+            grpc,
+            metrics,
+        },
+        token,
+    )
+    .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(RunError::OpenLog(e @ (OpenError::DataDir { .. } | OpenError::Locked(_)))) => {
             usage_error(&format!("invalid --data-dir: {e}"))

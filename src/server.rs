@@ -23,7 +23,7 @@ use crate::{
     config::{Config, SecretSource},
     health,
     ingress::{
-        self, BodyLimits, HttpLimits, Ingress, MetricsPage,
+        self, BodyLimits, HttpLimits, Ingress, MetricsPage, Port,
         secrets::{SigningSecrets, parse_secret_file},
         verify::Verifier,
     },
@@ -41,6 +41,8 @@ use crate::{
 
 /// Largest gRPC request accepted: subscription requests are tiny.
 const MAX_GRPC_REQUEST_BYTES: usize = 64 * 1024;
+/// Most connections to the metrics port: scrapers and probes, a handful at a time.
+const METRICS_CONNECTIONS: usize = 64;
 /// HTTP/2 keepalive pings on gRPC connections, so dead clients are noticed.
 const GRPC_KEEPALIVE: Duration = Duration::from_secs(30);
 
@@ -51,6 +53,9 @@ pub struct Listeners {
     pub http: TcpListener,
     /// The pod-local gRPC listener (event stream, health, reflection).
     pub grpc: TcpListener,
+    /// The metrics listener (`/metrics` and probes), if `/metrics` is not to be served on the
+    /// public webhook port.
+    pub metrics: Option<TcpListener>,
 }
 
 /// Why the bridge stopped with an error.
@@ -99,7 +104,7 @@ pub async fn run(
     let (log, consumers) = open_log(&config).await?;
     let metrics = Arc::new(Metrics::new());
     let tasks = TaskTracker::new();
-    let ingress = Arc::new(Ingress::new(
+    let ingress = Ingress::new(
         signing_secrets(&config, &shutdown, &tasks)?,
         log.clone(),
         metrics.clone(),
@@ -110,7 +115,11 @@ pub async fn run(
             read_timeout: config.body_read_timeout,
             max_buffered_bytes: config.max_buffered_bytes,
         },
-    ));
+    );
+    let ingress = Arc::new(match listeners.metrics {
+        Some(_) => ingress.with_metrics_port(),
+        None => ingress,
+    });
     let streams = CancellationToken::new();
     let (health, health_service) = health::health(streams.clone());
     health
@@ -119,7 +128,7 @@ pub async fn run(
 
     let http = tasks.spawn(
         ingress::serve(
-            listeners.http,
+            (listeners.http, Port::Webhooks),
             ingress.clone(),
             HttpLimits {
                 max_connections: config.max_connections,
@@ -130,6 +139,21 @@ pub async fn run(
         )
         .instrument(tracing::info_span!("http")),
     );
+    if let Some(listener) = listeners.metrics {
+        tasks.spawn(
+            ingress::serve(
+                (listener, Port::Metrics),
+                ingress.clone(),
+                HttpLimits {
+                    max_connections: METRICS_CONNECTIONS,
+                    header_read_timeout: config.header_read_timeout,
+                },
+                shutdown.clone(),
+                config.shutdown_grace,
+            )
+            .instrument(tracing::info_span!("metrics")),
+        );
+    }
     let events = EventStreamService::new(
         log.clone(),
         consumers,

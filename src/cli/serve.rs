@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// Address for the gRPC event stream. It carries personal data: keep it pod-local.
     #[arg(long, env = "CLERK_BRIDGE_GRPC_ADDR", default_value = "127.0.0.1:50051", value_parser = values::socket_addr)]
     pub grpc_addr: SocketAddr,
+    /// Address for `/metrics` (and the probes) apart from the public webhook port, e.g.
+    /// `0.0.0.0:9090`. Unset: `/metrics` is served on --http-addr, where anyone who reaches the
+    /// webhook port can read consumer names and counts.
+    #[arg(long, env = "CLERK_BRIDGE_METRICS_ADDR", value_parser = values::socket_addr)]
+    pub metrics_addr: Option<SocketAddr>,
     /// Directory of the event log (created if missing).
     #[arg(long, env = "CLERK_BRIDGE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -128,6 +133,7 @@ impl ServeArgs {
         Ok(Config {
             http_addr: self.http_addr,
             grpc_addr: self.grpc_addr,
+            metrics_addr: self.metrics_addr,
             grpc_access: self.grpc_access()?,
             data_dir: self.data_dir.clone(),
             webhook_path: self.webhook_path.clone(),

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use body::BodyLimits;
 pub use connections::{Connection, Connections};
-pub use routes::{Ingress, MetricsPage};
+pub use routes::{Ingress, MetricsPage, Port};
 
 /// Longest pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -47,9 +47,10 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
 }
 
-/// Serves `ingress` on `listener` until `shutdown`, then drains open connections for at most `grace`.
+/// Serves `ingress` on `listener` (which is `port`) until `shutdown`, then drains open connections
+/// for at most `grace`.
 pub async fn serve(
-    listener: TcpListener,
+    (listener, port): (TcpListener, Port),
     ingress: Arc<Ingress>,
     limits: HttpLimits,
     shutdown: CancellationToken,
@@ -81,7 +82,13 @@ pub async fn serve(
         // The semaphore is never closed, so this does not happen.
         let Some(slot) = slot else { break };
         let connection = connections.open();
-        let conn = serve_connection(stream, &ingress, &limits, &graceful, connection.clone());
+        let conn = serve_connection(
+            stream,
+            (&ingress, port),
+            &limits,
+            &graceful,
+            connection.clone(),
+        );
         tokio::spawn(async move {
             tokio::select! {
                 ended = conn => if let Err(error) = ended {
@@ -122,7 +129,7 @@ async fn make_room(
 /// request tagged with its [`Connection`] so the handler can mark it busy.
 fn serve_connection(
     stream: TcpStream,
-    ingress: &Arc<Ingress>,
+    (ingress, port): (&Arc<Ingress>, Port),
     limits: &HttpLimits,
     graceful: &GracefulShutdown,
     connection: Connection,
@@ -132,7 +139,7 @@ fn serve_connection(
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let ingress = ingress.clone();
         req.extensions_mut().insert(connection.clone());
-        async move { Ok::<_, std::convert::Infallible>(ingress.handle(req).await) }
+        async move { Ok::<_, std::convert::Infallible>(ingress.handle_on(port, req).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -50,6 +50,16 @@ impl std::fmt::Debug for MetricsPage {
     }
 }
 
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// The public webhook port: the webhook route and probes, and `/metrics` unless it has a port
+    /// of its own.
+    Webhooks,
+    /// The metrics port (`--metrics-addr`): `/metrics` and probes, never the webhook route.
+    Metrics,
+}
+
 /// State shared by every HTTP request.
 #[derive(Debug)]
 pub struct Ingress {
@@ -65,6 +75,8 @@ pub struct Ingress {
     webhook_path: String,
     /// Reads bodies within their bounds.
     bodies: BodyReader,
+    /// Whether `/metrics` is served on the webhook port (no metrics port of its own).
+    metrics_on_webhook_port: bool,
     /// False once shutdown begins.
     ready: AtomicBool,
 }
@@ -88,8 +100,16 @@ impl Ingress {
             metrics_page,
             webhook_path,
             bodies: BodyReader::new(body_limits),
+            metrics_on_webhook_port: true,
             ready: AtomicBool::new(true),
         }
+    }
+
+    /// Serves `/metrics` only on the metrics port: consumer names and counts stay off the internet.
+    #[must_use]
+    pub fn with_metrics_port(mut self) -> Self {
+        self.metrics_on_webhook_port = false;
+        self
     }
 
     /// Marks the bridge as shutting down: `/readyz` answers 503 from now on.
@@ -100,15 +120,28 @@ impl Ingress {
     /// Answers one request. Generic over the body, so routing is tested without sockets; the
     /// server passes hyper's `Incoming`.
     pub async fn handle<B: RequestBody>(&self, req: Request<B>) -> Response<Body> {
-        self.route(req)
+        self.handle_on(Port::Webhooks, req).await
+    }
+
+    /// Answers one request that came in on `port`.
+    pub async fn handle_on<B: RequestBody>(&self, port: Port, req: Request<B>) -> Response<Body> {
+        self.route(port, req)
             .await
             .unwrap_or_else(Rejection::into_response)
     }
 
-    async fn route<B: RequestBody>(&self, req: Request<B>) -> Result<Response<Body>, Rejection> {
+    async fn route<B: RequestBody>(
+        &self,
+        port: Port,
+        req: Request<B>,
+    ) -> Result<Response<Body>, Rejection> {
         let path = req.uri().path();
         let is_get = matches!(*req.method(), Method::GET | Method::HEAD);
-        if path == self.webhook_path {
+        let metrics_here = match port {
+            Port::Webhooks => self.metrics_on_webhook_port,
+            Port::Metrics => true,
+        };
+        if port == Port::Webhooks && path == self.webhook_path {
             if req.method() != Method::POST {
                 return Err(Rejection::MethodNotAllowed("POST"));
             }
@@ -117,6 +150,7 @@ impl Ingress {
             return outcome.map(accepted);
         }
         match path {
+            METRICS if !metrics_here => Err(Rejection::NotFound),
             HEALTHZ | READYZ | METRICS if !is_get => Err(Rejection::MethodNotAllowed("GET, HEAD")),
             METRICS => Ok(self.metrics_page()),
             HEALTHZ => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),

@@ -164,3 +164,38 @@ async fn the_bridge_answers_and_stays_small_under_stalled_and_silent_connections
     assert!(peak_mib < 256, "peak RSS {peak_mib} MiB");
     eprintln!("peak RSS under attack: {peak_mib} MiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_leave_the_public_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bridge = BridgeProcess::start(&data_dir(&tmp), &["--metrics-addr", "127.0.0.1:0"]).await;
+    let listening = bridge
+        .log_lines()
+        .into_iter()
+        .find(|line| line.contains("Listening"))
+        .unwrap();
+    let metrics: SocketAddr = crate::process::field(&listening, "metrics");
+    let get = |addr, path| crate::support::http(addr, "GET", path, &[], Body::Empty);
+
+    assert_eq!(get(bridge.http, "/metrics").await.status, 404);
+    assert_eq!(get(bridge.http, "/healthz").await.status, 200);
+    let page = get(metrics, "/metrics").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        String::from_utf8_lossy(&page.body).contains("clerk_bridge_log_head_sequence"),
+        "{page:?}"
+    );
+    assert_eq!(get(metrics, "/readyz").await.status, 200);
+    let webhook = crate::support::http(
+        metrics,
+        "POST",
+        WEBHOOK_PATH,
+        &[],
+        Body::Sized(br#"{"type":"user.created"}"#),
+    );
+    assert_eq!(
+        webhook.await.status,
+        404,
+        "webhooks only on the public port"
+    );
+}

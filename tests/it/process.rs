@@ -195,7 +195,7 @@ async fn listening_addrs(
 }
 
 /// The address in field `key` of a log line, text (`http=ADDR`) or JSON (`"http":"ADDR"`).
-fn field(line: &str, key: &str) -> SocketAddr {
+pub(crate) fn field(line: &str, key: &str) -> SocketAddr {
     let text = format!("{key}=");
     let json = format!("\"{key}\":\"");
     let (start, marker) = match line.find(&text) {

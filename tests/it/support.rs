@@ -602,9 +602,18 @@ async fn launch(
 ) {
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = match config.metrics_addr {
+        Some(addr) => Some(TcpListener::bind(addr).await.unwrap()),
+        None => None,
+    };
     let addrs = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(run(config, Listeners { http, grpc }, shutdown.clone()));
+    let listeners = Listeners {
+        http,
+        grpc,
+        metrics,
+    };
+    let task = tokio::spawn(run(config, listeners, shutdown.clone()));
     (addrs.0, addrs.1, shutdown, task)
 }
 
