@@ -119,6 +119,9 @@ def check_bridge(pod, bridge, flags, secrets, dockerfile):
     grpc_addr = flags.get("grpc-addr", "127.0.0.1:50051")
     ports = {p["containerPort"] for p in bridge.get("ports", [])}
     check(http_port in ports, f"the bridge declares no containerPort {http_port} (--http-addr)")
+    if "metrics-addr" in flags:
+        metrics_port = port_of(flags["metrics-addr"])
+        check(metrics_port in ports, f"the bridge declares no containerPort {metrics_port} (--metrics-addr)")
 
     startup = bridge.get("startupProbe", {}).get("httpGet", {})
     check(startup.get("path") == "/readyz", "the startup probe must GET /readyz")
@@ -215,7 +218,9 @@ def main(deploy_dir, dockerfile_path):
         if "grpc-token-file" in flags:
             mounted_file(pod, app, flags["grpc-token-file"], secrets)
     annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
-    check(annotations.get("prometheus.io/port") == str(http_port), "prometheus.io/port is not the webhook port")
+    metrics_port = port_of(flags["metrics-addr"]) if "metrics-addr" in flags else http_port
+    check(annotations.get("prometheus.io/port") == str(metrics_port),
+          "prometheus.io/port is not the port serving /metrics (--metrics-addr, else the webhook port)")
 
     for service in by_kind.get("Service", []):
         check(selects(service["spec"]["selector"], labels), f"Service {service['metadata']['name']} misses the pod")
@@ -226,6 +231,7 @@ def main(deploy_dir, dockerfile_path):
         check(selects(policy["spec"]["podSelector"]["matchLabels"], labels), "the NetworkPolicy misses the pod")
         allowed = {p.get("port") for rule in policy["spec"].get("ingress", []) for p in rule.get("ports", [])}
         check(http_port in allowed, "the NetworkPolicy must let webhooks in")
+        check(metrics_port in allowed, "the NetworkPolicy must let Prometheus reach /metrics")
     check_flags_exist(flags)
 
 
