@@ -14,7 +14,7 @@
 //! `sqlite_sequence`), so subscribers past the surviving events keep valid positions. New
 //! sequences start after the higher of the head and the reservation (the floor, which the writer
 //! applies with its first append). After a crash, sequences skip what was reserved but not used
-//! (at least [`MIN_BLOCK`]); a clean close lowers the reservation to the head (never below the
+//! (up to [`MIN_BLOCK`], or [`RESERVE_SECS`] of ingest when busier); a clean close lowers the reservation to the head (never below the
 //! floor), so a clean restart skips nothing.
 
 use std::{
