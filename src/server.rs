@@ -45,6 +45,9 @@ const MAX_GRPC_REQUEST_BYTES: usize = 64 * 1024;
 const METRICS_CONNECTIONS: usize = 64;
 /// HTTP/2 keepalive pings on gRPC connections, so dead clients are noticed.
 const GRPC_KEEPALIVE: Duration = Duration::from_secs(30);
+/// How often the log's data directory is checked while no webhook arrives (each append checks it
+/// too): three `stat` calls.
+const LOG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The two listeners, bound by the caller (port 0 in tests).
 #[derive(Debug)]
@@ -173,6 +176,10 @@ pub async fn run(
         serve_grpc(grpc, listeners.grpc, services, streams.clone())
             .instrument(tracing::info_span!("grpc")),
     );
+    tasks.spawn(
+        watch_log(log.clone(), health.clone(), shutdown.clone())
+            .instrument(tracing::info_span!("log_check")),
+    );
     if config.retention.is_active() {
         tasks.spawn(
             enforce_retention(
@@ -260,6 +267,8 @@ fn state_reading(log: &Log, consumers: &Consumers) -> StateReading {
         head: positions.head,
         first_retained: positions.first_retained,
         consumer_lags,
+        log_failed: !log.is_usable(),
+        events_missing_at_open: log.events_missing_at_open(),
     }
 }
 
@@ -417,8 +426,32 @@ async fn enforce_retention(
     }
 }
 
+/// Checks the log every [`LOG_CHECK_INTERVAL`] until shutdown; once its data directory was
+/// removed or replaced (the log has logged it), gRPC health says NOT_SERVING. `/readyz` asks the
+/// log itself.
+async fn watch_log(log: Arc<Log>, health: HealthReporter, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(LOG_CHECK_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if !log.is_usable() {
+            set_health_not_serving(&health).await;
+            return;
+        }
+    }
+}
+
+/// Starts the shutdown: `/readyz` 503, gRPC health NOT_SERVING.
 async fn mark_not_serving(health: &HealthReporter, ingress: &Ingress) {
     ingress.set_not_ready();
+    set_health_not_serving(health).await;
+}
+
+/// gRPC health NOT_SERVING, for the event stream and the server as a whole.
+async fn set_health_not_serving(health: &HealthReporter) {
     health
         .set_not_serving::<EventStreamServer<EventStreamService>>()
         .await;

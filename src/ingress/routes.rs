@@ -35,7 +35,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Liveness route: answers 200 while the process serves HTTP.
 const HEALTHZ: &str = "/healthz";
-/// Readiness route: 200 while webhooks are accepted, 503 while shutting down.
+/// Readiness route: 200 while webhooks are accepted, 503 while shutting down or once the log can
+/// store nothing (its data directory was removed).
 const READYZ: &str = "/readyz";
 /// Prometheus metrics.
 const METRICS: &str = "/metrics";
@@ -117,6 +118,11 @@ impl Ingress {
         self.ready.store(false, Ordering::SeqCst);
     }
 
+    /// Whether webhooks are accepted: not shutting down, and the log usable (checked now).
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && self.log.is_usable()
+    }
+
     /// Answers one request. Generic over the body, so routing is tested without sockets; the
     /// server passes hyper's `Incoming`.
     pub async fn handle<B: RequestBody>(&self, req: Request<B>) -> Response<Body> {
@@ -154,7 +160,7 @@ impl Ingress {
             HEALTHZ | READYZ | METRICS if !is_get => Err(Rejection::MethodNotAllowed("GET, HEAD")),
             METRICS => Ok(self.metrics_page()),
             HEALTHZ => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
-            READYZ if self.ready.load(Ordering::SeqCst) => Ok(json(
+            READYZ if self.is_ready() => Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({ "status": "ready" }),
             )),

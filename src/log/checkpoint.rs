@@ -9,77 +9,30 @@
 //! load a background checkpoint rarely finds the WAL fully copied (so SQLite cannot start it over),
 //! and the writer's own checkpoint, seldom and mostly already done, lets it.
 
-use std::{
-    path::Path,
-    sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
-    thread::JoinHandle,
-    time::{Duration, Instant},
-};
+use std::{path::Path, thread::JoinHandle, time::Duration};
 
 use rusqlite::Connection;
 
-use super::schema;
+use super::{
+    paced::{self, Poke},
+    schema,
+};
 
 /// Least time between two background checkpoints: one database fsync covers every commit of the
 /// interval.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Tells the checkpointer that the WAL has grown. Dropping it stops the checkpointer.
-#[derive(Debug)]
-pub(super) struct Poke(SyncSender<()>);
-
-/// Starts the checkpointer on its own connection to the database at `path`.
+/// Starts the checkpointer on its own connection to the database at `path`; poke it after each
+/// commit, drop the poke to stop it.
 ///
 /// # Errors
 /// When the connection cannot be opened or the thread cannot be started.
 pub(super) fn spawn(path: &Path) -> Result<(Poke, JoinHandle<()>), super::OpenError> {
     let conn = schema::open_checkpointer(path)?;
-    // One pending poke is enough: a checkpoint copies everything committed before it starts.
-    let (poke, pokes) = mpsc::sync_channel(1);
-    let handle = std::thread::Builder::new()
-        .name("log-checkpoint".into())
-        .spawn(move || run(&conn, &pokes))
-        .map_err(super::OpenError::Thread)?;
-    Ok((Poke(poke), handle))
-}
-
-// === impl Poke ===
-
-impl Poke {
-    /// Asks for a checkpoint; never blocks.
-    pub(super) fn poke(&self) {
-        match self.0.try_send(()) {
-            Ok(()) | Err(TrySendError::Full(())) => {}
-            Err(TrySendError::Disconnected(())) => {
-                tracing::debug!("Log checkpointer has stopped; the writer's fallback remains");
-            }
-        }
-    }
-}
-
-/// Checkpoints after each poke, paced by [`MIN_INTERVAL`], until the writer is gone.
-fn run(conn: &Connection, pokes: &Receiver<()>) {
-    while pokes.recv().is_ok() {
-        checkpoint_and_trace(conn);
-        while rest(pokes) {
-            checkpoint_and_trace(conn);
-        }
-    }
-    tracing::debug!("Log checkpointer stopped");
-}
-
-/// Waits out [`MIN_INTERVAL`] after a checkpoint and says whether pokes came meanwhile. Stops
-/// waiting as soon as the writer is gone, so that [`Log::close`](super::Log::close), which joins
-/// this thread, does not wait out the interval too.
-fn rest(pokes: &Receiver<()>) -> bool {
-    let until = Instant::now() + MIN_INTERVAL;
-    let mut poked = false;
-    loop {
-        match pokes.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(()) => poked = true,
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return poked,
-        }
-    }
+    paced::spawn("log-checkpoint", MIN_INTERVAL, move || {
+        checkpoint_and_trace(&conn);
+    })
+    .map_err(super::OpenError::Thread)
 }
 
 /// Runs [`checkpoint`] and traces what it did.
@@ -124,6 +77,8 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<Progress> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     #[test]

@@ -7,7 +7,7 @@
 //!
 //! | column | meaning |
 //! |---|---|
-//! | `sequence` | `INTEGER PRIMARY KEY AUTOINCREMENT`: starts at 1, only grows, never reused |
+//! | `sequence` | `INTEGER PRIMARY KEY AUTOINCREMENT`: starts at 1, only grows, never reused (see Sequences) |
 //! | `event_id` | the webhook message id (`svix-id`), `UNIQUE`: the idempotency key |
 //! | `event_type` | Clerk's event type, for filtering without decoding |
 //! | `received_at_ms` | when the bridge accepted the webhook |
@@ -34,18 +34,38 @@
 //! also stay in memory for a while ([`Log::recent_after`]), so subscribers at the head need no
 //! reads at all.
 //!
+//! # Sequences
+//! `WATERMARK`, beside the database, reserves sequences ahead and records the acknowledged head
+//! (see the `watermark` and `reservation` modules): no sequence is committed above the persisted
+//! reservation, and after an open new sequences go above the higher of it and the database's
+//! head. So a sequence is never assigned twice, even when the database lost its newest
+//! transactions; after an unclean stop, sequences may skip numbers (never after a clean close).
+//!
 //! # Recovery
 //! SQLite replays or discards a torn WAL tail on open, so the log is always a prefix of the
-//! acknowledged appends plus, at most, a batch that was durable but not yet acknowledged. A `LOCK`
-//! file held for the process lifetime keeps a second bridge off the same directory.
+//! acknowledged appends plus, at most, a batch that was durable but not yet acknowledged. That
+//! holds as long as the WAL is intact: an open that finds a database head below the acknowledged
+//! head the watermark recorded (a damaged or deleted WAL) logs at ERROR how many acknowledged
+//! events are missing ([`Log::events_missing_at_open`]). A `LOCK` file held for the process
+//! lifetime keeps a second bridge off the same directory.
+//!
+//! # A removed data directory
+//! The log remembers what the data directory, its lock file and its database were at open, and
+//! checks them after every commit, before anyone is told (see the `identity` module). Once one was
+//! removed or replaced, the log is failed for good: every write gets [`WriteError::DataDirChanged`]
+//! and [`Log::is_usable`] is false, until the process restarts.
 
 mod checkpoint;
+mod identity;
+mod paced;
 mod passes;
 mod reader;
 mod recent;
+mod reservation;
 pub mod retention;
 mod schema;
 mod state;
+mod watermark;
 mod writer;
 
 use std::{
@@ -57,11 +77,14 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use identity::DataDirIdentity;
 pub use passes::PassUpdate;
 pub use reader::{LogReader, ObjectCursor, StoredConsumer, StoredEvent, StoredObject};
 use recent::RecentEvents;
+use reservation::Reservation;
 pub use state::ObjectRef;
-use writer::{Request, Writer};
+pub use watermark::WatermarkError;
+use writer::{Companions, Request, Writer};
 
 /// Name of the database file inside the data directory.
 const DB_FILE: &str = "events.sqlite3";
@@ -118,8 +141,8 @@ impl Appended {
 }
 
 /// Why a write did not happen: an append, a consumer save or delete, or a retention step. In every
-/// case that write changed nothing.
-#[derive(Debug, thiserror::Error)]
+/// case that write changed nothing (that anyone will see).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     /// The writer's queue is full: the caller should retry later.
     #[error("the log's write queue is full")]
@@ -131,6 +154,14 @@ pub enum WriteError {
     /// which was rolled back as a whole.
     #[error("the log could not store the write: {0}")]
     Storage(#[source] std::sync::Arc<rusqlite::Error>),
+    /// The sequences the write needed could not be reserved: the watermark file could not be
+    /// written (disk full, I/O error).
+    #[error("the log could not reserve sequences: {0}")]
+    Watermark(#[source] std::sync::Arc<std::io::Error>),
+    /// The data directory was removed or replaced while the log was open: nothing is stored or
+    /// acknowledged any more, until the bridge restarts.
+    #[error("the log's data directory was removed or replaced; restart the bridge")]
+    DataDirChanged,
 }
 
 /// Why the log could not be opened.
@@ -150,6 +181,11 @@ pub enum OpenError {
     /// SQLite could not open or set up the database.
     #[error("cannot open the log database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The sequence watermark file is damaged: guessing would risk reusing sequences.
+    #[error(
+        "damaged sequence watermark {0} (restore it, or delete it to continue from the database's head)"
+    )]
+    Watermark(#[from] WatermarkError),
     /// The writer or checkpointer thread could not be started.
     #[error("cannot start a log thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -185,6 +221,12 @@ pub struct Log {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Path of the database file, for opening readers.
     db_path: PathBuf,
+    /// What the data directory was at open; whether it still is.
+    identity: Arc<DataDirIdentity>,
+    /// The reserved sequences, lowered to the head at a clean close.
+    reservation: Arc<Reservation>,
+    /// Acknowledged events the database no longer held at open.
+    events_missing_at_open: u64,
     /// Held (locked) for as long as the log is open.
     _lock: File,
 }
@@ -197,14 +239,20 @@ impl Log {
     /// # Errors
     /// [`OpenError`] when the directory is unusable or locked, or SQLite fails.
     pub fn open(data_dir: &Path, options: LogOptions) -> Result<Self, OpenError> {
-        let lock = lock_data_dir(data_dir)?;
-        let db_path = data_dir.join(DB_FILE);
-        create_private(&db_path).map_err(|source| OpenError::DataDir {
+        let dir_error = |source| OpenError::DataDir {
             path: data_dir.to_path_buf(),
             source,
-        })?;
+        };
+        let lock = lock_data_dir(data_dir)?;
+        let db_path = data_dir.join(DB_FILE);
+        create_private(&db_path).map_err(dir_error)?;
+        let identity = DataDirIdentity::remember(data_dir, &data_dir.join(LOCK_FILE), &db_path)
+            .map_err(dir_error)?;
+        let identity = Arc::new(identity);
         let conn = schema::open_writer(&db_path, options.max_pages)?;
         state::complete_if_empty(&conn)?;
+        let recovered = reservation::recover(data_dir, &conn, identity.clone())?;
+        let reservation = Arc::new(recovered.reservation);
         let positions = Positions {
             head: schema::head_sequence(&conn)?,
             first_retained: retention::first_retained(&conn)?,
@@ -212,8 +260,23 @@ impl Log {
         let (positions_tx, positions_rx) = watch::channel(positions);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_CAPACITY);
         let recent = Arc::new(RecentEvents::default());
-        let (poke, checkpointer) = checkpoint::spawn(&db_path)?;
-        let writer = Writer::new(conn, rx, positions_tx, recent.clone(), poke);
+        let (checkpoint, checkpointer) = checkpoint::spawn(&db_path)?;
+        let kept = reservation.clone();
+        let (keeper, keeper_thread) =
+            paced::spawn("log-watermark", reservation::KEEP_INTERVAL, move || {
+                kept.keep();
+            })
+            .map_err(OpenError::Thread)?;
+        let companions = Companions {
+            positions: positions_tx,
+            recent: recent.clone(),
+            checkpoint,
+            reservation: reservation.clone(),
+            keeper,
+            identity: identity.clone(),
+            floor: recovered.floor,
+        };
+        let writer = Writer::new(conn, rx, companions);
         let writer = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || writer.run())
@@ -222,8 +285,11 @@ impl Log {
             requests: Mutex::new(Some(tx)),
             positions: positions_rx,
             recent,
-            threads: Mutex::new(vec![writer, checkpointer]),
+            threads: Mutex::new(vec![writer, checkpointer, keeper_thread]),
             db_path,
+            identity,
+            reservation,
+            events_missing_at_open: recovered.missing,
             _lock: lock,
         })
     }
@@ -338,6 +404,9 @@ impl Log {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, WriteError>>) -> Request,
     ) -> Result<T, WriteError> {
+        if self.identity.changed().is_some() {
+            return Err(WriteError::DataDirChanged);
+        }
         let (reply_tx, reply_rx) = oneshot::channel();
         self.sender()?
             .try_send(make(reply_tx))
@@ -376,20 +445,48 @@ impl Log {
     /// # Errors
     /// When SQLite cannot open the database.
     pub fn reader(&self) -> Result<LogReader, rusqlite::Error> {
+        if self.identity.changed().is_some() {
+            // The path may name another bridge's database now.
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some("the log's data directory was removed or replaced".to_owned()),
+            ));
+        }
         LogReader::open(&self.db_path)
     }
 
-    /// Stops taking writes, lets the writer commit everything already queued, and waits for it and
-    /// the checkpointer.
+    /// Whether the log can store anything: false for good once its data directory, lock file or
+    /// database file was removed or replaced (checked now: three `stat` calls; the first time it
+    /// is seen, it is logged at ERROR).
+    pub fn is_usable(&self) -> bool {
+        self.identity.check().is_ok()
+    }
+
+    /// How many acknowledged events the database no longer held when this log was opened (its
+    /// head was below the head the sequence watermark recorded); 0 normally.
+    pub fn events_missing_at_open(&self) -> u64 {
+        self.events_missing_at_open
+    }
+
+    /// Stops taking writes, lets the writer commit everything already queued, waits for it, the
+    /// checkpointer and the watermark keeper, then lowers the sequence reservation to the head.
     /// Blocking: call from a blocking context.
     pub fn close(&self) {
         drop(self.lock_unpoisoned(&self.requests).take());
         let threads = std::mem::take(&mut *self.lock_unpoisoned(&self.threads));
+        if threads.is_empty() {
+            return;
+        }
+        let mut panicked = false;
         for handle in threads {
             let name = handle.thread().name().unwrap_or("log").to_owned();
             if handle.join().is_err() {
                 tracing::error!(thread = %name, "Log thread panicked");
+                panicked = true;
             }
+        }
+        if !panicked {
+            self.reservation.close(self.head());
         }
     }
 

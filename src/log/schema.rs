@@ -113,3 +113,36 @@ pub(super) fn state_complete(conn: &Connection) -> rusqlite::Result<bool> {
 pub(super) fn mark_state_complete(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "user_version", STATE_COMPLETE)
 }
+
+/// Makes the next sequence `head + 1` or more: raises `events` in `sqlite_sequence`, which
+/// `AUTOINCREMENT` continues from (it never lowers it). Either statement alone is a complete
+/// change (the row exists or it does not), so no transaction of its own is needed.
+pub(super) fn raise_head(conn: &Connection, head: u64) -> rusqlite::Result<()> {
+    let head = i64::try_from(head).unwrap_or(i64::MAX);
+    conn.prepare_cached("UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'events' AND seq < ?1")?
+        .execute([head])?;
+    conn.prepare_cached(
+        "INSERT INTO sqlite_sequence (name, seq)
+         SELECT 'events', ?1 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')",
+    )?
+    .execute([head])?;
+    Ok(())
+}
+
+/// `PRAGMA application_id` of a log that has had a sequence watermark file ("CBwm"), so that a
+/// missing file is told apart from a log older than watermarks.
+const WATERMARKED: i64 = 0x4342_776d;
+
+/// Whether this log has had a sequence watermark file.
+pub(super) fn is_watermarked(conn: &Connection) -> rusqlite::Result<bool> {
+    let id: i64 = conn.query_row("PRAGMA application_id", [], |row| row.get(0))?;
+    Ok(id == WATERMARKED)
+}
+
+/// Records that this log has a sequence watermark file (a write only the first time).
+pub(super) fn mark_watermarked(conn: &Connection) -> rusqlite::Result<()> {
+    if !is_watermarked(conn)? {
+        conn.pragma_update(None, "application_id", WATERMARKED)?;
+    }
+    Ok(())
+}

@@ -1,5 +1,10 @@
 //! The writer thread: applies queued writes in batches (group commit): one transaction and one
 //! fsync for every request waiting when the previous commit finished.
+//!
+//! Before a batch, the sequences it may assign must be reserved (see the `reservation` module).
+//! After its commit, and before anyone is told, the data directory must still be the one opened
+//! (see the `identity` module): a batch committed into a removed directory is answered with
+//! [`WriteError::DataDirChanged`], never acknowledged, and so is every later one.
 
 use std::sync::Arc;
 
@@ -9,9 +14,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     Appended, NewRecord, Positions, StoredEvent, WriteError,
-    checkpoint::Poke,
+    identity::DataDirIdentity,
+    paced::Poke,
     passes::{self, PassUpdate},
     recent::RecentEvents,
+    reservation::Reservation,
     retention, schema,
     state::{self, ObjectRef},
 };
@@ -116,6 +123,33 @@ pub(super) struct Writer {
     recent: Arc<RecentEvents>,
     /// Asks for a background checkpoint after each commit.
     checkpoint: Poke,
+    /// The sequences that may be committed; told the acknowledged head after each commit.
+    reservation: Arc<Reservation>,
+    /// Asks the keeper to write the acknowledged head down after each commit.
+    keeper: Poke,
+    /// What the data directory was at open.
+    identity: Arc<DataDirIdentity>,
+    /// New sequences go above it: after a crash, the reservation the last run left.
+    floor: u64,
+}
+
+/// The writer's companions besides its connection and queue.
+#[derive(Debug)]
+pub(super) struct Companions {
+    /// Publishes the head and first retained sequence after each commit.
+    pub(super) positions: watch::Sender<Positions>,
+    /// Where committed events go for subscribers at the head.
+    pub(super) recent: Arc<RecentEvents>,
+    /// Asks for a background checkpoint.
+    pub(super) checkpoint: Poke,
+    /// The sequences that may be committed.
+    pub(super) reservation: Arc<Reservation>,
+    /// Asks the keeper to write the acknowledged head down.
+    pub(super) keeper: Poke,
+    /// What the data directory was at open.
+    pub(super) identity: Arc<DataDirIdentity>,
+    /// New sequences go above it.
+    pub(super) floor: u64,
 }
 
 // === impl Writer ===
@@ -124,16 +158,27 @@ impl Writer {
     pub(super) fn new(
         conn: Connection,
         queue: mpsc::Receiver<Request>,
-        positions: watch::Sender<Positions>,
-        recent: Arc<RecentEvents>,
-        checkpoint: Poke,
+        companions: Companions,
     ) -> Self {
+        let Companions {
+            positions,
+            recent,
+            checkpoint,
+            reservation,
+            keeper,
+            identity,
+            floor,
+        } = companions;
         Writer {
             conn,
             queue,
             positions,
             recent,
             checkpoint,
+            reservation,
+            keeper,
+            identity,
+            floor,
         }
     }
 
@@ -171,7 +216,19 @@ impl Writer {
 
     /// Applies `batch` in one transaction and answers every request in it.
     fn commit(&mut self, batch: &mut Vec<Request>) {
-        match apply_batch(&mut self.conn, batch) {
+        let appends = match self.prepare(batch) {
+            Ok(appends) => appends,
+            Err(error) => {
+                fail_all(batch, &error);
+                return;
+            }
+        };
+        let head = self.positions.borrow().head;
+        let floor = (appends > 0 && self.floor > head).then_some(self.floor);
+        match apply_batch(&mut self.conn, batch, floor) {
+            Ok(_) if self.identity.check().is_err() => {
+                fail_all(batch, &WriteError::DataDirChanged);
+            }
             Ok(outcomes) => {
                 self.update_recent(batch, &outcomes);
                 self.publish_positions(&outcomes);
@@ -179,13 +236,35 @@ impl Writer {
                     reply(request, outcome);
                 }
                 self.checkpoint.poke();
+                self.reservation.acknowledged(self.positions.borrow().head);
+                self.keeper.poke();
             }
             Err(error) => {
                 tracing::warn!(%error, batch = batch.len(), "Log write failed; batch rolled back");
-                let error = Arc::new(error);
-                for request in batch.drain(..) {
-                    fail(request, &WriteError::Storage(error.clone()));
+                fail_all(batch, &WriteError::Storage(Arc::new(error)));
+            }
+        }
+    }
+
+    /// Refuses a batch once the data directory has changed, and reserves the sequences its appends
+    /// may take (each at most one, after the head). Returns how many appends it has.
+    fn prepare(&self, batch: &[Request]) -> Result<usize, WriteError> {
+        if self.identity.changed().is_some() {
+            return Err(WriteError::DataDirChanged);
+        }
+        let appends = batch
+            .iter()
+            .filter(|r| matches!(r, Request::Append { .. }))
+            .count();
+        let highest = self.positions.borrow().head.max(self.floor) + appends as u64;
+        match self.reservation.cover(highest) {
+            Ok(()) => Ok(appends),
+            Err(error) => {
+                let error = WriteError::from(error);
+                if let WriteError::Watermark(cause) = &error {
+                    tracing::warn!(error = %cause, batch = batch.len(), "Sequences not reserved; batch refused");
                 }
+                Err(error)
             }
         }
     }
@@ -263,13 +342,16 @@ fn reply(request: Request, outcome: Outcome) {
     }
 }
 
+/// Answers every request of `batch` with `error`.
+fn fail_all(batch: &mut Vec<Request>, error: &WriteError) {
+    for request in batch.drain(..) {
+        fail(request, error);
+    }
+}
+
 /// Answers a request with `error` (each request gets its own copy of the shared cause).
 fn fail(request: Request, error: &WriteError) {
-    let error = || match error {
-        WriteError::Storage(e) => WriteError::Storage(e.clone()),
-        WriteError::Busy => WriteError::Busy,
-        WriteError::Closed => WriteError::Closed,
-    };
+    let error = || error.clone();
     match request {
         Request::Append { reply, .. } => drop(reply.send(Err(error()))),
         Request::SaveConsumer { reply, .. } | Request::DeleteConsumer { reply, .. } => {
@@ -282,9 +364,17 @@ fn fail(request: Request, error: &WriteError) {
     }
 }
 
-/// Applies every request of `batch` in one transaction; all or nothing.
-fn apply_batch(conn: &mut Connection, batch: &[Request]) -> rusqlite::Result<Vec<Outcome>> {
+/// Applies every request of `batch` in one transaction; all or nothing. With a `floor`, the
+/// sequences it assigns go above it.
+fn apply_batch(
+    conn: &mut Connection,
+    batch: &[Request],
+    floor: Option<u64>,
+) -> rusqlite::Result<Vec<Outcome>> {
     let tx = conn.transaction()?;
+    if let Some(floor) = floor {
+        schema::raise_head(&tx, floor)?;
+    }
     let outcomes = batch
         .iter()
         .map(|request| apply_one(&tx, request))

@@ -126,6 +126,10 @@ pub struct StateReading {
     pub first_retained: u64,
     /// Each named consumer with the number of events stored after its committed sequence.
     pub consumer_lags: Vec<(String, u64)>,
+    /// Whether the log can store nothing any more (its data directory was removed or replaced).
+    pub log_failed: bool,
+    /// Acknowledged events the log no longer held when it was opened.
+    pub events_missing_at_open: u64,
 }
 
 /// Every metric of the bridge.
@@ -141,6 +145,10 @@ pub struct Metrics {
     head: Gauge<u64, AtomicU64>,
     /// Lowest retained sequence.
     first_retained: Gauge<u64, AtomicU64>,
+    /// 1 once the log can store nothing any more, else 0.
+    log_failed: Gauge<u64, AtomicU64>,
+    /// Acknowledged events the log no longer held when it was opened.
+    events_missing_at_open: Gauge<u64, AtomicU64>,
     /// Open subscription streams.
     subscriptions: Gauge,
     /// Events sent to subscribers.
@@ -182,6 +190,8 @@ impl Metrics {
         let append_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
         let head = Gauge::default();
         let first_retained = Gauge::default();
+        let log_failed = Gauge::default();
+        let events_missing_at_open = Gauge::default();
         let subscriptions = Gauge::default();
         let delivered = Counter::default();
         let consumer_lag = Family::default();
@@ -218,6 +228,16 @@ impl Metrics {
             first_retained.clone(),
         );
         registry.register(
+            "log_failed",
+            "1 once the log's data directory was removed or replaced: nothing is stored until the bridge restarts",
+            log_failed.clone(),
+        );
+        registry.register(
+            "log_events_missing_at_open",
+            "Acknowledged events the log no longer held when it opened (damaged or deleted write-ahead log)",
+            events_missing_at_open.clone(),
+        );
+        registry.register(
             "subscriptions_active",
             "Open subscription streams",
             subscriptions.clone(),
@@ -238,6 +258,8 @@ impl Metrics {
             append_seconds,
             head,
             first_retained,
+            log_failed,
+            events_missing_at_open,
             subscriptions,
             delivered,
             consumer_lag,
@@ -289,6 +311,9 @@ impl Metrics {
     pub fn render(&self, state: StateReading) -> String {
         self.head.set(state.head);
         self.first_retained.set(state.first_retained);
+        self.log_failed.set(u64::from(state.log_failed));
+        self.events_missing_at_open
+            .set(state.events_missing_at_open);
         self.consumer_lag.clear();
         for (consumer, lag) in state.consumer_lags {
             self.consumer_lag

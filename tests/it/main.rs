@@ -5,6 +5,7 @@ mod binary;
 mod clerk_api;
 mod cli;
 mod consumers;
+mod damage;
 mod durability;
 mod edge;
 mod fake_clerk;

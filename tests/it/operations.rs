@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// The value of the sample `name{labels}` on a Prometheus text page.
-fn sample(page: &str, name_and_labels: &str) -> Option<f64> {
+pub(crate) fn sample(page: &str, name_and_labels: &str) -> Option<f64> {
     page.lines().find_map(|line| {
         line.strip_prefix(name_and_labels)?
             .strip_prefix(' ')?
@@ -89,6 +89,8 @@ async fn metrics_count_what_happened() {
             1.0,
         ),
         ("clerk_bridge_log_head_sequence", 2.0),
+        ("clerk_bridge_log_failed", 0.0),
+        ("clerk_bridge_log_events_missing_at_open", 0.0),
         ("clerk_bridge_subscriptions_active", 1.0),
         ("clerk_bridge_events_delivered_total", 2.0),
         ("clerk_bridge_append_duration_seconds_count", 3.0),

@@ -2,9 +2,10 @@
 
 use super::*;
 
+mod damage;
 mod model;
 
-fn record(id: &str) -> NewRecord {
+pub(super) fn record(id: &str) -> NewRecord {
     NewRecord {
         event_id: id.to_owned(),
         event_type: "user.created".to_owned(),
@@ -16,7 +17,7 @@ fn record(id: &str) -> NewRecord {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
@@ -189,6 +190,7 @@ fn the_data_directory_and_its_files_are_the_owners_alone() {
         "events.sqlite3-wal",
         "events.sqlite3-shm",
         "LOCK",
+        "WATERMARK",
     ] {
         assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
     }
