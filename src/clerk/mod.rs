@@ -17,6 +17,9 @@
 //! milliseconds (what its docs say): values below 10^12 are seconds. `sequence`, `event_id` and
 //! `received_at` are left for the caller to fill.
 //!
+//! Times inside `data` are Clerk's milliseconds, except that one below 10^11 can only be seconds and
+//! is read as seconds.
+//!
 //! Versions and tombstones, for every event type, known or not: `deleted` is true for every
 //! `*.deleted` type; `object_version` is `data.updated_at` (ms) for other types, falling back to the
 //! envelope timestamp for objects without one (email, SMS), and for deletions is the envelope
@@ -42,7 +45,7 @@ use crate::{
     clock::timestamp_from_millis,
     proto::{Event, HttpRequest, event::Payload},
 };
-use json::{Object, opt_i64, opt_object, opt_string, string_or_empty};
+use json::{Object, millis_at, opt_i64, opt_object, opt_string, string_or_empty};
 
 /// Envelope timestamps below this are Unix seconds; from it on, milliseconds (10^12 ms is 2001-09-09,
 /// 10^12 s is year 33658).
@@ -133,7 +136,7 @@ fn object_version(envelope: &Object, data: Option<&Object>, deleted: bool) -> u6
             .and_then(version)
             .unwrap_or(FINAL_VERSION);
     }
-    data.and_then(|d| opt_i64(d, "updated_at"))
+    data.and_then(|d| millis_at(d, "updated_at"))
         .and_then(version)
         .or_else(|| envelope_millis(envelope).and_then(version))
         .unwrap_or(0)

@@ -15,6 +15,7 @@ mod coverage;
 mod envelope;
 mod families;
 mod properties;
+mod spec;
 mod versions;
 
 /// The directory of Clerk's published example payloads, beside this crate.
