@@ -20,6 +20,10 @@
 //! Times inside `data` are Clerk's milliseconds, except that one below 10^11 can only be seconds and
 //! is read as seconds.
 //!
+//! Every event fits in one gRPC message of [`MAX_MESSAGE_BYTES`] (the default limit of gRPC
+//! clients): when metadata would take it past that as `google.protobuf.Struct`s, the largest ones
+//! are left out and listed in `omitted_fields` (`payload_json` is always complete).
+//!
 //! Versions and tombstones, for every event type, known or not: `deleted` is true for every
 //! `*.deleted` type; `object_version` is `data.updated_at` (ms) for other types, falling back to the
 //! envelope timestamp for objects without one (email, SMS), and for deletions is the envelope
@@ -30,6 +34,7 @@
 //! `tests/convergence.rs` checks that.
 
 mod billing;
+mod bound;
 mod common;
 mod json;
 mod messaging;
@@ -40,6 +45,8 @@ mod user;
 mod waitlist;
 
 use serde_json::Value;
+
+pub use bound::{MAX_BODY_BYTES, MAX_MESSAGE_BYTES};
 
 use crate::{
     clock::timestamp_from_millis,
@@ -76,7 +83,8 @@ pub enum DecodeError {
 /// `occurred_at` (envelope `timestamp`), `instance_id`, `http_request`
 /// (`event_attributes.http_request`), the typed `payload` for the event types this version knows,
 /// and `payload_json` (the body, verbatim). Leaves `sequence`, `event_id` and `received_at` at their
-/// defaults for the caller.
+/// defaults for the caller. Leaves out metadata `Struct`s, or the whole typed payload, when the
+/// event would not fit in [`MAX_MESSAGE_BYTES`] otherwise, and names them in `omitted_fields`.
 ///
 /// # Errors
 ///
@@ -93,7 +101,7 @@ pub fn decode_event(body: &str) -> Result<Event, DecodeError> {
         .ok_or(DecodeError::MissingType)?;
     let data = opt_object(&envelope, "data");
     let deleted = event_type.ends_with(".deleted");
-    Ok(Event {
+    Ok(bound::fit(Event {
         object_id: data.map(|d| string_or_empty(d, "id")).unwrap_or_default(),
         object_version: object_version(&envelope, data, deleted),
         deleted,
@@ -104,7 +112,7 @@ pub fn decode_event(body: &str) -> Result<Event, DecodeError> {
         payload_json: body.to_owned(),
         r#type: event_type,
         ..Event::default()
-    })
+    }))
 }
 
 /// The envelope `timestamp` in milliseconds: integer seconds below 10^12, else milliseconds.

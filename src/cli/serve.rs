@@ -44,8 +44,9 @@ pub struct ServeArgs {
     /// Path of the webhook route.
     #[arg(long, env = "CLERK_BRIDGE_WEBHOOK_PATH", default_value = "/webhooks/clerk", value_parser = values::url_path)]
     pub webhook_path: String,
-    /// Largest webhook body accepted, in bytes (larger: 413); units such as `512KiB` work too.
-    #[arg(long, env = "CLERK_BRIDGE_MAX_BODY_BYTES", default_value = "1048576", value_parser = values::byte_size)]
+    /// Largest webhook body accepted, in bytes (larger: 413); units such as `512KiB` work too. At
+    /// most 2MB, so that every event fits in the 4 MiB message gRPC clients accept by default.
+    #[arg(long, env = "CLERK_BRIDGE_MAX_BODY_BYTES", default_value = "1048576", value_parser = values::body_cap)]
     pub max_body_bytes: u64,
     /// Most HTTP connections open at once.
     #[arg(long, env = "CLERK_BRIDGE_MAX_CONNECTIONS", default_value = "1024", value_parser = values::connection_cap)]
@@ -271,6 +272,8 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.webhook_path, "/webhooks/clerk");
         assert_eq!(c.max_body_bytes, 1 << 20);
+        let largest = serve(&["--max-body-bytes", "2MB"]).unwrap();
+        assert_eq!(largest.max_body_bytes, 2_000_000);
         assert_eq!(c.max_connections, 1024);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(15));
         assert_eq!(c.shutdown_grace, Duration::from_secs(8));
@@ -278,11 +281,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_flag_on_one_line() {
-        let cases: [(&[&str], &str); 10] = [
+        let cases: [(&[&str], &str); 11] = [
             (&["--http-addr", "nope"], "--http-addr"),
             (&["--grpc-addr", "1.2.3.4"], "--grpc-addr"),
             (&["--webhook-path", "hooks"], "--webhook-path"),
             (&["--max-body-bytes", "0"], "--max-body-bytes"),
+            (&["--max-body-bytes", "2000001"], "--max-body-bytes"),
             (
                 &["--max-connections", "18446744073709551615"],
                 "--max-connections",

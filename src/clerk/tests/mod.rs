@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::sync::OnceLock;
 
 mod billing;
+mod bound;
 mod convergence;
 mod coverage;
 mod envelope;
