@@ -455,6 +455,72 @@ mod tests {
     use crate::clerk::json::object;
     use serde_json::json;
 
+    /// A money object as the Backend API sends it.
+    fn money(amount: i64) -> serde_json::Value {
+        json!({"amount": amount, "amount_formatted": format!("{}.00", amount / 100),
+               "currency": "USD", "currency_symbol": "$"})
+    }
+
+    #[test]
+    fn backend_api_subscriptions_are_typed_too() {
+        let data = object(json!({
+            "object": "commerce_subscription", "id": "csub_1", "instance_id": "ins_1",
+            "eligible_for_free_trial": false,
+            "next_payment": {"date": 1_719_561_600_000_i64, "amount": money(2000)},
+            "subscription_items": [{
+                "id": "csub_item_1", "price_id": "cprice_1", "payer_id": "cpayer_1",
+                "ended_at": 1_719_561_600_000_i64, "lifetime_paid": money(10_000),
+                "payer": {"id": "cpayer_1", "credits_balance": money(500)},
+                "payment_method": {"id": "cpm_1", "payment_type": "card", "expiry_year": 2030},
+                "plan": {"id": "cplan_1", "fee": money(2000), "for_payer_type": "user",
+                         "free_trial_enabled": true, "free_trial_days": 14,
+                         "features": [{"id": "feat_1", "slug": "ai", "name": "AI"}]}
+            }]
+        }));
+        let subscription = subscription_from_json(&data);
+        assert_eq!(subscription.instance_id.as_deref(), Some("ins_1"));
+        assert_eq!(subscription.eligible_for_free_trial, Some(false));
+        let next = subscription.next_payment.as_ref().unwrap();
+        assert_eq!(next.amount.as_ref().and_then(|a| a.amount), Some(2000));
+        let item = &subscription.items[0];
+        assert_eq!(
+            (item.price_id.as_deref(), item.payer_id.as_deref()),
+            (Some("cprice_1"), Some("cpayer_1"))
+        );
+        assert!(item.ended_at.is_some());
+        assert_eq!(item.lifetime_paid, Some(10_000));
+        assert_eq!(
+            item.lifetime_paid_money
+                .as_ref()
+                .map(|m| m.currency.as_str()),
+            Some("USD")
+        );
+        let payer = item.payer.as_ref().unwrap();
+        assert_eq!(
+            payer.credits_balance.as_ref().and_then(|m| m.amount),
+            Some(500)
+        );
+        let method = item.payment_method.as_ref().unwrap();
+        assert_eq!(
+            (method.payment_type.as_deref(), method.expiry_year),
+            (Some("card"), Some(2030))
+        );
+        let plan = item.plan.as_ref().unwrap();
+        assert_eq!(plan.fee.as_ref().and_then(|m| m.amount), Some(2000));
+        assert_eq!(plan.for_payer_type.as_deref(), Some("user"));
+        assert_eq!(
+            (plan.free_trial_enabled, plan.free_trial_days),
+            (Some(true), Some(14))
+        );
+        assert_eq!(plan.features[0].slug, "ai");
+        // The webhook shape: the number form, and no money object.
+        let webhook = subscription_item_from_json(&object(json!({"lifetime_paid": 10_000})));
+        assert_eq!(
+            (webhook.lifetime_paid, webhook.lifetime_paid_money),
+            (Some(10_000), None)
+        );
+    }
+
     #[test]
     fn every_item_action_has_its_change() {
         use subscription_item_event::Change;
