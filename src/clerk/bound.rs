@@ -39,7 +39,8 @@ const RESERVED_BYTES: usize = 1024;
 
 /// The largest webhook body the bridge may be configured to accept: 2 MB. An event carries its
 /// body in `payload_json` and at worst as much again in envelope fields copied from it (type, ids,
-/// user agent), so twice this, plus [`RESERVED_BYTES`] and framing, fits [`MAX_MESSAGE_BYTES`].
+/// user agent), so twice this, plus the 1 KiB reserved for the log's and the stream's fields and
+/// framing, fits [`MAX_MESSAGE_BYTES`].
 pub const MAX_BODY_BYTES: u64 = 2_000_000;
 
 /// The type name of `google.protobuf.Struct` in descriptors.
