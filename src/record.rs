@@ -25,8 +25,10 @@ const SEQUENCE_FIELD: u32 = 1;
 /// typed fields, so that stored events are decoded again on read.
 ///
 /// History: 1 typed users only; 2 typed every Clerk event family and added `object_version` and
-/// `deleted`.
-pub const CODEC_VERSION: u32 = 2;
+/// `deleted`; 3 typed every property of Clerk's published schemas, the legacy and mixed Google
+/// account shapes, times in seconds inside `data`, and bounded the event's size
+/// (`omitted_fields`).
+pub const CODEC_VERSION: u32 = 3;
 
 /// Why a stored record could not be turned back into an event.
 #[derive(Debug, thiserror::Error)]

@@ -5,18 +5,22 @@
 //! accessors in [`super::json`]; `*_at` fields and dates are int64 milliseconds, amounts are
 //! integers in the currency's smallest unit. One [`SubscriptionItem`] message serves the three
 //! shapes Clerk sends items in (inside a subscription, as a standalone event, inside a payment
-//! attempt): fields a shape lacks stay absent. Statuses are kept as sent and typed beside.
+//! attempt, from the Backend API): fields a shape lacks stay absent. Where the Backend API sends
+//! money objects for what webhooks send as integers, both are typed (`lifetime_paid` is filled from
+//! either). Statuses are kept as sent and typed beside.
 
 use super::json::{
     Object, bool_or_false, known_enum, objects, opt_bool, opt_f64, opt_i64, opt_object, opt_string,
     string_or_empty, timestamp_ms,
 };
 use crate::proto::{
-    BillingAmount, BillingCredit, BillingCredits, BillingPayee, BillingPayer, BillingPayerCredit,
-    BillingPaymentFailedReason, BillingPaymentSource, BillingPlan, BillingSeats, BillingTotals,
-    BillingUnitPrice, BillingUnitPriceTier, BillingUnitTotal, PaymentAttempt, PaymentAttemptEvent,
-    PaymentAttemptStatus, Subscription, SubscriptionEvent, SubscriptionItem, SubscriptionItemEvent,
-    SubscriptionStatus, payment_attempt_event, subscription_event, subscription_item_event,
+    BillingAmount, BillingCredit, BillingCredits, BillingDiscounts, BillingFeature,
+    BillingNextPayment, BillingPayee, BillingPayer, BillingPayerCredit, BillingPaymentFailedReason,
+    BillingPaymentSource, BillingPlan, BillingProrationDiscount, BillingSeats, BillingTotals,
+    BillingUnitPrice, BillingUnitPriceTier, BillingUnitTotal, BillingUnitTotalTier, PaymentAttempt,
+    PaymentAttemptEvent, PaymentAttemptStatus, Subscription, SubscriptionEvent, SubscriptionItem,
+    SubscriptionItemEvent, SubscriptionStatus, payment_attempt_event, subscription_event,
+    subscription_item_event,
 };
 
 /// The typed change of a `subscription.{action}` event, or `None` for an unknown action.
@@ -97,7 +101,30 @@ pub(super) fn subscription_from_json(data: &Object) -> Subscription {
         payer_id: string_or_empty(data, "payer_id"),
         payer: opt_object(data, "payer").map(payer),
         payment_source_id: opt_string(data, "payment_source_id"),
-        items: objects(data, "items", subscription_item_from_json),
+        items: subscription_items(data),
+        instance_id: opt_string(data, "instance_id"),
+        next_payment: opt_object(data, "next_payment").map(next_payment),
+        eligible_for_free_trial: opt_bool(data, "eligible_for_free_trial"),
+    }
+}
+
+/// A subscription's items: `items` in webhooks, `subscription_items` in the Backend API.
+fn subscription_items(data: &Object) -> Vec<SubscriptionItem> {
+    let items = objects(data, "items", subscription_item_from_json);
+    if items.is_empty() {
+        objects(data, "subscription_items", subscription_item_from_json)
+    } else {
+        items
+    }
+}
+
+/// Converts a `next_payment` object (of a subscription or an item).
+fn next_payment(obj: &Object) -> BillingNextPayment {
+    BillingNextPayment {
+        amount: amount_at(obj, "amount"),
+        date: timestamp_ms(obj, "date"),
+        per_unit_totals: objects(obj, "per_unit_totals", unit_total),
+        totals: opt_object(obj, "totals").map(totals),
     }
 }
 
@@ -118,6 +145,10 @@ pub(super) fn subscription_item_from_json(data: &Object) -> SubscriptionItem {
         payer: opt_object(data, "payer").map(payer),
         subscription_id: opt_string(data, "subscription_id"),
         seats: opt_object(data, "seats").map(seats),
+        ended_at: timestamp_ms(data, "ended_at"),
+        price_id: opt_string(data, "price_id"),
+        payer_id: opt_string(data, "payer_id"),
+        instance_id: opt_string(data, "instance_id"),
         ..SubscriptionItem::default()
     };
     with_payment_details(data, item)
@@ -129,7 +160,12 @@ fn with_payment_details(data: &Object, item: SubscriptionItem) -> SubscriptionIt
         canceled_at: timestamp_ms(data, "canceled_at"),
         past_due_at: timestamp_ms(data, "past_due_at"),
         amount: opt_object(data, "amount").map(amount),
-        lifetime_paid: opt_i64(data, "lifetime_paid"),
+        lifetime_paid: opt_i64(data, "lifetime_paid")
+            .or_else(|| amount_at(data, "lifetime_paid").and_then(|money| money.amount)),
+        lifetime_paid_money: amount_at(data, "lifetime_paid"),
+        next_payment: opt_object(data, "next_payment").map(next_payment),
+        payment_method: opt_object(data, "payment_method").map(payment_source),
+        totals: opt_object(data, "totals").map(totals),
         next_payment_amount: opt_i64(data, "next_payment_amount"),
         next_payment_date: timestamp_ms(data, "next_payment_date"),
         credit: opt_object(data, "credit").map(credit),
@@ -160,6 +196,34 @@ fn plan(obj: &Object) -> BillingPlan {
         has_base_fee: opt_bool(obj, "has_base_fee"),
         annual_monthly_amount: opt_i64(obj, "annual_monthly_amount"),
         publicly_visible: opt_bool(obj, "publicly_visible"),
+        ..plan_terms(obj)
+    }
+}
+
+/// The parts of a plan only the Backend API sends: prices as money, who may subscribe, the free
+/// trial and the features.
+fn plan_terms(obj: &Object) -> BillingPlan {
+    BillingPlan {
+        fee: amount_at(obj, "fee"),
+        annual_monthly_fee: amount_at(obj, "annual_monthly_fee"),
+        annual_fee: amount_at(obj, "annual_fee"),
+        for_payer_type: opt_string(obj, "for_payer_type"),
+        free_trial_enabled: opt_bool(obj, "free_trial_enabled"),
+        free_trial_days: opt_i64(obj, "free_trial_days"),
+        features: objects(obj, "features", feature),
+        avatar_url: opt_string(obj, "avatar_url"),
+        ..BillingPlan::default()
+    }
+}
+
+/// Converts one entry of a plan's `features`.
+fn feature(obj: &Object) -> BillingFeature {
+    BillingFeature {
+        id: string_or_empty(obj, "id"),
+        name: string_or_empty(obj, "name"),
+        description: opt_string(obj, "description"),
+        slug: string_or_empty(obj, "slug"),
+        avatar_url: opt_string(obj, "avatar_url"),
     }
 }
 
@@ -179,6 +243,7 @@ fn unit_price_tier(obj: &Object) -> BillingUnitPriceTier {
         ends_after_block: opt_i64(obj, "ends_after_block"),
         amount_per_block: opt_i64(obj, "amount_per_block"),
         currency: string_or_empty(obj, "currency"),
+        fee_per_block: amount_at(obj, "fee_per_block"),
     }
 }
 
@@ -186,6 +251,16 @@ fn unit_price_tier(obj: &Object) -> BillingUnitPriceTier {
 fn seats(obj: &Object) -> BillingSeats {
     BillingSeats {
         quantity: opt_i64(obj, "quantity"),
+        tiers: objects(obj, "tiers", unit_total_tier),
+    }
+}
+
+/// Converts one entry of the `tiers` of a per-unit total or of seats.
+fn unit_total_tier(obj: &Object) -> BillingUnitTotalTier {
+    BillingUnitTotalTier {
+        quantity: opt_i64(obj, "quantity"),
+        fee_per_block: amount_at(obj, "fee_per_block"),
+        total: amount_at(obj, "total"),
     }
 }
 
@@ -202,6 +277,8 @@ fn payer(obj: &Object) -> BillingPayer {
         image_url: opt_string(obj, "image_url"),
         created_at: timestamp_ms(obj, "created_at"),
         updated_at: timestamp_ms(obj, "updated_at"),
+        instance_id: opt_string(obj, "instance_id"),
+        credits_balance: amount_at(obj, "credits_balance"),
     }
 }
 
@@ -237,6 +314,23 @@ fn totals(obj: &Object) -> BillingTotals {
         tax_total: amount_at(obj, "tax_total"),
         grand_total: amount_at(obj, "grand_total"),
         per_unit_totals: objects(obj, "per_unit_totals", unit_total),
+        base_fee: amount_at(obj, "base_fee"),
+        credits: opt_object(obj, "credits").map(credits),
+        discounts: opt_object(obj, "discounts").map(discounts),
+    }
+}
+
+/// Converts a `discounts` object.
+fn discounts(obj: &Object) -> BillingDiscounts {
+    let proration = |proration: &Object| BillingProrationDiscount {
+        amount: amount_at(proration, "amount"),
+        cycle_days_passed: opt_i64(proration, "cycle_days_passed"),
+        cycle_days_total: opt_i64(proration, "cycle_days_total"),
+        cycle_passed_percent: opt_f64(proration, "cycle_passed_percent"),
+    };
+    BillingDiscounts {
+        proration: opt_object(obj, "proration").map(proration),
+        total: amount_at(obj, "total"),
     }
 }
 
@@ -248,6 +342,8 @@ fn unit_total(obj: &Object) -> BillingUnitTotal {
         quantity: opt_i64(obj, "quantity"),
         total: opt_i64(obj, "total"),
         currency: string_or_empty(obj, "currency"),
+        block_size: opt_i64(obj, "block_size"),
+        tiers: objects(obj, "tiers", unit_total_tier),
     }
 }
 
@@ -262,6 +358,23 @@ fn payment_source(obj: &Object) -> BillingPaymentSource {
         status: string_or_empty(obj, "status"),
         card_type: opt_string(obj, "card_type"),
         last4: opt_string(obj, "last4"),
+        ..payment_method_details(obj)
+    }
+}
+
+/// The parts of a payment method only the Backend API sends.
+fn payment_method_details(obj: &Object) -> BillingPaymentSource {
+    BillingPaymentSource {
+        payer_id: opt_string(obj, "payer_id"),
+        payment_type: opt_string(obj, "payment_type"),
+        is_default: opt_bool(obj, "is_default"),
+        wallet_type: opt_string(obj, "wallet_type"),
+        expiry_year: opt_i64(obj, "expiry_year"),
+        expiry_month: opt_i64(obj, "expiry_month"),
+        created_at: timestamp_ms(obj, "created_at"),
+        updated_at: timestamp_ms(obj, "updated_at"),
+        is_removable: opt_bool(obj, "is_removable"),
+        ..BillingPaymentSource::default()
     }
 }
 
@@ -341,6 +454,72 @@ mod tests {
     use super::*;
     use crate::clerk::json::object;
     use serde_json::json;
+
+    /// A money object as the Backend API sends it.
+    fn money(amount: i64) -> serde_json::Value {
+        json!({"amount": amount, "amount_formatted": format!("{}.00", amount / 100),
+               "currency": "USD", "currency_symbol": "$"})
+    }
+
+    #[test]
+    fn backend_api_subscriptions_are_typed_too() {
+        let data = object(json!({
+            "object": "commerce_subscription", "id": "csub_1", "instance_id": "ins_1",
+            "eligible_for_free_trial": false,
+            "next_payment": {"date": 1_719_561_600_000_i64, "amount": money(2000)},
+            "subscription_items": [{
+                "id": "csub_item_1", "price_id": "cprice_1", "payer_id": "cpayer_1",
+                "ended_at": 1_719_561_600_000_i64, "lifetime_paid": money(10_000),
+                "payer": {"id": "cpayer_1", "credits_balance": money(500)},
+                "payment_method": {"id": "cpm_1", "payment_type": "card", "expiry_year": 2030},
+                "plan": {"id": "cplan_1", "fee": money(2000), "for_payer_type": "user",
+                         "free_trial_enabled": true, "free_trial_days": 14,
+                         "features": [{"id": "feat_1", "slug": "ai", "name": "AI"}]}
+            }]
+        }));
+        let subscription = subscription_from_json(&data);
+        assert_eq!(subscription.instance_id.as_deref(), Some("ins_1"));
+        assert_eq!(subscription.eligible_for_free_trial, Some(false));
+        let next = subscription.next_payment.as_ref().unwrap();
+        assert_eq!(next.amount.as_ref().and_then(|a| a.amount), Some(2000));
+        let item = &subscription.items[0];
+        assert_eq!(
+            (item.price_id.as_deref(), item.payer_id.as_deref()),
+            (Some("cprice_1"), Some("cpayer_1"))
+        );
+        assert!(item.ended_at.is_some());
+        assert_eq!(item.lifetime_paid, Some(10_000));
+        assert_eq!(
+            item.lifetime_paid_money
+                .as_ref()
+                .map(|m| m.currency.as_str()),
+            Some("USD")
+        );
+        let payer = item.payer.as_ref().unwrap();
+        assert_eq!(
+            payer.credits_balance.as_ref().and_then(|m| m.amount),
+            Some(500)
+        );
+        let method = item.payment_method.as_ref().unwrap();
+        assert_eq!(
+            (method.payment_type.as_deref(), method.expiry_year),
+            (Some("card"), Some(2030))
+        );
+        let plan = item.plan.as_ref().unwrap();
+        assert_eq!(plan.fee.as_ref().and_then(|m| m.amount), Some(2000));
+        assert_eq!(plan.for_payer_type.as_deref(), Some("user"));
+        assert_eq!(
+            (plan.free_trial_enabled, plan.free_trial_days),
+            (Some(true), Some(14))
+        );
+        assert_eq!(plan.features[0].slug, "ai");
+        // The webhook shape: the number form, and no money object.
+        let webhook = subscription_item_from_json(&object(json!({"lifetime_paid": 10_000})));
+        assert_eq!(
+            (webhook.lifetime_paid, webhook.lifetime_paid_money),
+            (Some(10_000), None)
+        );
+    }
 
     #[test]
     fn every_item_action_has_its_change() {

@@ -54,6 +54,16 @@ pub(crate) fn string_or_empty(obj: &Object, key: &str) -> String {
     opt_string(obj, key).unwrap_or_default()
 }
 
+/// The first string among `keys` that is not empty, else the first that is a string at all (so
+/// `""` stays `""`), else `None`: for a value Clerk has sent under several names over time.
+pub(crate) fn first_string(obj: &Object, keys: &[&str]) -> Option<String> {
+    let strings = || keys.iter().filter_map(|key| obj.get(*key)?.as_str());
+    strings()
+        .find(|s| !s.is_empty())
+        .or_else(|| strings().next())
+        .map(str::to_owned)
+}
+
 /// The bool at `key`, or `None` when it is missing, `null` or not a bool.
 pub(crate) fn opt_bool(obj: &Object, key: &str) -> Option<bool> {
     obj.get(key).and_then(Value::as_bool)
@@ -64,6 +74,10 @@ pub(crate) fn bool_or_false(obj: &Object, key: &str) -> bool {
     opt_bool(obj, key).unwrap_or(false)
 }
 
+/// Times in `data` below this (10^11) are Unix seconds: as milliseconds they would fall in 1973,
+/// before any Clerk object existed; as seconds they reach the year 5138.
+pub(crate) const DATA_SECONDS_BELOW: i64 = 100_000_000_000;
+
 /// The integer at `key`, or `None` when it is missing, `null`, not an integer, or outside `i64`.
 ///
 /// Floats are refused even when they have no fraction: Clerk sends integers as integers.
@@ -71,11 +85,25 @@ pub(crate) fn opt_i64(obj: &Object, key: &str) -> Option<i64> {
     obj.get(key).and_then(Value::as_i64)
 }
 
-/// The millisecond timestamp at `key` as a `Timestamp`, or `None` when it is absent or unusable.
+/// The time at `key` as a `Timestamp`, or `None` when it is absent or unusable.
 ///
-/// See [`timestamp_from_millis`] for the range rules.
+/// Clerk sends milliseconds; a value that can only be seconds is read as seconds (see
+/// [`millis_at`]). See [`timestamp_from_millis`] for the range rules.
 pub(crate) fn timestamp_ms(obj: &Object, key: &str) -> Option<Timestamp> {
-    opt_i64(obj, key).and_then(timestamp_from_millis)
+    millis_at(obj, key).and_then(timestamp_from_millis)
+}
+
+/// The time at `key` in milliseconds: Clerk's milliseconds as sent, except that a non-negative
+/// value below [`DATA_SECONDS_BELOW`] (which as milliseconds would fall before March 1973, before Clerk
+/// existed) is taken as seconds, as the envelope's `timestamp` is. `None` when absent or not an
+/// integer.
+pub(crate) fn millis_at(obj: &Object, key: &str) -> Option<i64> {
+    let raw = opt_i64(obj, key)?;
+    if (0..DATA_SECONDS_BELOW).contains(&raw) {
+        Some(raw * 1000)
+    } else {
+        Some(raw)
+    }
 }
 
 /// The number at `key` as an `f64`, or `None` when it is missing, `null` or not a number.
@@ -339,17 +367,51 @@ mod tests {
 
     #[test]
     fn timestamp_fields_are_lenient() {
-        let obj = object(json!({"ms": 1_500, "s": "yesterday", "f": 1.5e12, "null": null}));
+        let obj = object(
+            json!({"ms": 1_716_883_200_500_i64, "s": "yesterday", "f": 1.5e12,
+                                "null": null}),
+        );
         assert_eq!(
             timestamp_ms(&obj, "ms"),
             Some(Timestamp {
-                seconds: 1,
+                seconds: 1_716_883_200,
                 nanos: 500_000_000
             })
         );
         for key in ["s", "f", "null", "missing"] {
             assert_eq!(timestamp_ms(&obj, key), None, "{key}");
         }
+    }
+
+    #[test]
+    fn times_that_can_only_be_seconds_are_seconds() {
+        let obj = object(json!({
+            "seconds": 1_716_883_200, "last_second": DATA_SECONDS_BELOW - 1, "zero": 0,
+            "ms": DATA_SECONDS_BELOW, "negative": -1_500
+        }));
+        let at = |seconds, nanos| Some(Timestamp { seconds, nanos });
+        assert_eq!(timestamp_ms(&obj, "seconds"), at(1_716_883_200, 0));
+        assert_eq!(
+            millis_at(&obj, "last_second"),
+            Some((DATA_SECONDS_BELOW - 1) * 1000)
+        );
+        assert_eq!(timestamp_ms(&obj, "zero"), at(0, 0));
+        assert_eq!(millis_at(&obj, "ms"), Some(DATA_SECONDS_BELOW));
+        assert_eq!(timestamp_ms(&obj, "negative"), at(-2, 500_000_000));
+    }
+
+    #[test]
+    fn first_string_prefers_a_non_empty_one() {
+        let obj = object(json!({"empty": "", "a": "x", "b": "y", "n": 1}));
+        assert_eq!(
+            first_string(&obj, &["n", "empty", "a", "b"]).as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            first_string(&obj, &["missing", "empty"]).as_deref(),
+            Some("")
+        );
+        assert_eq!(first_string(&obj, &["missing", "n"]), None);
     }
 
     #[test]

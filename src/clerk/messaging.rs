@@ -78,10 +78,11 @@ mod tests {
     #[test]
     fn sms_creation_time_has_two_spellings() {
         let at = |seconds| Some(Timestamp { seconds, nanos: 0 });
-        let spec = object(json!({"created_at_ms": 2_000}));
-        assert_eq!(sms_from_json(&spec).created_at, at(2));
-        let both = object(json!({"created_at": 1_000, "created_at_ms": 2_000}));
-        assert_eq!(sms_from_json(&both).created_at, at(1));
+        let spec = object(json!({"created_at_ms": 1_716_883_202_000_i64}));
+        assert_eq!(sms_from_json(&spec).created_at, at(1_716_883_202));
+        let both = object(json!({"created_at": 1_716_883_201_000_i64,
+                                 "created_at_ms": 1_716_883_202_000_i64}));
+        assert_eq!(sms_from_json(&both).created_at, at(1_716_883_201));
         assert_eq!(sms_from_json(&Object::new()), SmsMessage::default());
     }
 

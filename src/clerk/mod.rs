@@ -17,6 +17,13 @@
 //! milliseconds (what its docs say): values below 10^12 are seconds. `sequence`, `event_id` and
 //! `received_at` are left for the caller to fill.
 //!
+//! Times inside `data` are Clerk's milliseconds, except that one below 10^11 can only be seconds and
+//! is read as seconds.
+//!
+//! Every event fits in one gRPC message of [`MAX_MESSAGE_BYTES`] (the default limit of gRPC
+//! clients): when metadata would take it past that as `google.protobuf.Struct`s, the largest ones
+//! are left out and listed in `omitted_fields` (`payload_json` is always complete).
+//!
 //! Versions and tombstones, for every event type, known or not: `deleted` is true for every
 //! `*.deleted` type; `object_version` is `data.updated_at` (ms) for other types, falling back to the
 //! envelope timestamp for objects without one (email, SMS), and for deletions is the envelope
@@ -27,6 +34,7 @@
 //! `tests/convergence.rs` checks that.
 
 mod billing;
+mod bound;
 mod common;
 mod json;
 mod messaging;
@@ -38,11 +46,13 @@ mod waitlist;
 
 use serde_json::Value;
 
+pub use bound::{MAX_BODY_BYTES, MAX_MESSAGE_BYTES};
+
 use crate::{
     clock::timestamp_from_millis,
     proto::{Event, HttpRequest, event::Payload},
 };
-use json::{Object, opt_i64, opt_object, opt_string, string_or_empty};
+use json::{Object, millis_at, opt_i64, opt_object, opt_string, string_or_empty};
 
 /// Envelope timestamps below this are Unix seconds; from it on, milliseconds (10^12 ms is 2001-09-09,
 /// 10^12 s is year 33658).
@@ -73,7 +83,8 @@ pub enum DecodeError {
 /// `occurred_at` (envelope `timestamp`), `instance_id`, `http_request`
 /// (`event_attributes.http_request`), the typed `payload` for the event types this version knows,
 /// and `payload_json` (the body, verbatim). Leaves `sequence`, `event_id` and `received_at` at their
-/// defaults for the caller.
+/// defaults for the caller. Leaves out metadata `Struct`s, or the whole typed payload, when the
+/// event would not fit in [`MAX_MESSAGE_BYTES`] otherwise, and names them in `omitted_fields`.
 ///
 /// # Errors
 ///
@@ -90,7 +101,7 @@ pub fn decode_event(body: &str) -> Result<Event, DecodeError> {
         .ok_or(DecodeError::MissingType)?;
     let data = opt_object(&envelope, "data");
     let deleted = event_type.ends_with(".deleted");
-    Ok(Event {
+    Ok(bound::fit(Event {
         object_id: data.map(|d| string_or_empty(d, "id")).unwrap_or_default(),
         object_version: object_version(&envelope, data, deleted),
         deleted,
@@ -101,7 +112,7 @@ pub fn decode_event(body: &str) -> Result<Event, DecodeError> {
         payload_json: body.to_owned(),
         r#type: event_type,
         ..Event::default()
-    })
+    }))
 }
 
 /// The envelope `timestamp` in milliseconds: integer seconds below 10^12, else milliseconds.
@@ -133,7 +144,7 @@ fn object_version(envelope: &Object, data: Option<&Object>, deleted: bool) -> u6
             .and_then(version)
             .unwrap_or(FINAL_VERSION);
     }
-    data.and_then(|d| opt_i64(d, "updated_at"))
+    data.and_then(|d| millis_at(d, "updated_at"))
         .and_then(version)
         .or_else(|| envelope_millis(envelope).and_then(version))
         .unwrap_or(0)

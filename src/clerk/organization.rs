@@ -109,6 +109,7 @@ pub(super) fn organization_from_json(data: &Object) -> Organization {
         updated_at: timestamp_ms(data, "updated_at"),
         last_active_at: timestamp_ms(data, "last_active_at"),
         role_set_key: opt_string(data, "role_set_key"),
+        logo_url: opt_string(data, "logo_url"),
     }
 }
 

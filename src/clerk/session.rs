@@ -7,11 +7,13 @@
 //! values.
 
 use super::json::{
-    Object, bool_or_false, known_enum, opt_object, opt_string, opt_struct, string_or_empty,
-    timestamp_ms,
+    Object, bool_or_false, known_enum, objects, opt_object, opt_string, opt_struct,
+    string_or_empty, timestamp_ms,
 };
 use super::user::user_from_json;
-use crate::proto::{Session, SessionActivity, SessionEvent, SessionStatus, session_event::Change};
+use crate::proto::{
+    Session, SessionActivity, SessionEvent, SessionStatus, SessionTask, session_event::Change,
+};
 
 /// The typed change of a `session.{action}` event, or `None` for an action this version does not
 /// know.
@@ -51,6 +53,14 @@ pub(super) fn session_from_json(data: &Object) -> Session {
         created_at: timestamp_ms(data, "created_at"),
         updated_at: timestamp_ms(data, "updated_at"),
         user: opt_object(data, "user").map(user_from_json),
+        tasks: objects(data, "tasks", session_task),
+    }
+}
+
+/// Converts one entry of a pending session's `tasks`.
+fn session_task(obj: &Object) -> SessionTask {
+    SessionTask {
+        key: string_or_empty(obj, "key"),
     }
 }
 

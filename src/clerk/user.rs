@@ -6,18 +6,30 @@
 //! field absent (or at its default for non-optional scalars) and never fails the conversion.
 //! All `*_at` fields are Clerk's int64 milliseconds, converted to `Timestamp`s.
 //!
+//! OAuth accounts are the exception to "same name": Clerk has sent Google accounts in an older
+//! shape (`object: "google_account"`, `google_id`, `given_name`, `family_name`, `picture`, with the
+//! identification id as `id`) and in a mix of the old and the current shape (the account id then in
+//! `external_account_id`). Every shape fills the same typed fields, so consumers key linked
+//! accounts the same way whatever the payload's age.
+//!
 //! The conversion keeps Clerk's order of list entries. The primary email address is the entry whose
 //! id equals `primary_email_address_id`, not necessarily the first, so nothing here reorders lists.
 
 use super::json::{
-    Object, bool_or_false, known_enum, objects, opt_bool, opt_i64, opt_object, opt_string,
-    opt_struct, string_or_empty, timestamp_ms,
+    Object, bool_or_false, first_string, known_enum, objects, opt_bool, opt_i64, opt_object,
+    opt_string, opt_struct, string_or_empty, strings, timestamp_ms,
 };
 use crate::proto::{
-    DeletedUser, EmailAddress, EnterpriseAccount, ExternalAccount, IdentificationLink, Passkey,
-    PhoneNumber, SamlAccount, SsoConnection, User, UserEvent, Verification, VerificationStatus,
-    Web3Wallet, user_event::Change,
+    ClerkError, DeletedUser, EmailAddress, EnterpriseAccount, ExternalAccount, IdentificationLink,
+    Passkey, PhoneNumber, SamlAccount, ScimUserMetadata, SsoConnection, User, UserEvent,
+    Verification, VerificationStatus, Web3Wallet, user_event::Change,
 };
+
+/// The `object` of an OAuth account in the legacy Google shape.
+const LEGACY_GOOGLE_OBJECT: &str = "google_account";
+
+/// The provider of Google accounts, as the current shape names it.
+const GOOGLE_PROVIDER: &str = "oauth_google";
 
 /// The typed change of a `user.{action}` event, or `None` for an action this version does not know.
 pub(crate) fn user_event(action: &str, data: &Object) -> Option<UserEvent> {
@@ -97,6 +109,11 @@ fn with_security(data: &Object, user: User) -> User {
         delete_self_enabled: bool_or_false(data, "delete_self_enabled"),
         create_organization_enabled: bool_or_false(data, "create_organization_enabled"),
         create_organizations_limit: opt_i64(data, "create_organizations_limit"),
+        password_last_updated_at: timestamp_ms(data, "password_last_updated_at"),
+        deprovisioned: bool_or_false(data, "deprovisioned"),
+        bypass_client_trust: bool_or_false(data, "bypass_client_trust"),
+        requires_password_reset: opt_bool(data, "requires_password_reset"),
+        scim: opt_object(data, "scim").map(scim),
         ..user
     }
 }
@@ -138,6 +155,30 @@ fn verification(obj: &Object) -> Verification {
         expire_at: timestamp_ms(obj, "expire_at"),
         external_verification_redirect_url: opt_string(obj, "external_verification_redirect_url"),
         verified_at: timestamp_ms(obj, "verified_at"),
+        error: opt_object(obj, "error").map(clerk_error),
+        verified_at_client: opt_string(obj, "verified_at_client"),
+        nonce: opt_string(obj, "nonce"),
+        message: opt_string(obj, "message"),
+        channel: opt_string(obj, "channel"),
+    }
+}
+
+/// Converts an error object (a verification's `error`).
+fn clerk_error(obj: &Object) -> ClerkError {
+    ClerkError {
+        message: string_or_empty(obj, "message"),
+        long_message: string_or_empty(obj, "long_message"),
+        code: string_or_empty(obj, "code"),
+        meta: opt_struct(obj, "meta"),
+    }
+}
+
+/// Converts a user's `scim` object.
+fn scim(obj: &Object) -> ScimUserMetadata {
+    ScimUserMetadata {
+        directory_id: string_or_empty(obj, "directory_id"),
+        directory_enabled: bool_or_false(obj, "directory_enabled"),
+        external_id: opt_string(obj, "external_id"),
     }
 }
 
@@ -173,6 +214,7 @@ fn phone_number(obj: &Object) -> PhoneNumber {
         reserved: bool_or_false(obj, "reserved"),
         verification: verification_of(obj),
         linked_to: objects(obj, "linked_to", identification_link),
+        backup_codes: strings(obj, "backup_codes"),
         created_at: timestamp_ms(obj, "created_at"),
         updated_at: timestamp_ms(obj, "updated_at"),
     }
@@ -199,18 +241,24 @@ fn passkey(obj: &Object) -> Passkey {
     }
 }
 
-/// Converts one entry of `external_accounts` (an OAuth account).
+/// Converts one entry of `external_accounts` (an OAuth account), in any shape Clerk has sent: the
+/// current one, the legacy Google one and the mix of both (see [`account_ids`] and the names read
+/// with [`first_string`]).
 fn external_account(obj: &Object) -> ExternalAccount {
+    let (id, identification_id) = account_ids(obj);
     ExternalAccount {
-        id: string_or_empty(obj, "id"),
-        provider: string_or_empty(obj, "provider"),
-        identification_id: opt_string(obj, "identification_id"),
-        provider_user_id: opt_string(obj, "provider_user_id"),
+        id,
+        provider: provider(obj),
+        identification_id,
+        provider_user_id: first_string(obj, &["provider_user_id", "google_id"]),
         approved_scopes: opt_string(obj, "approved_scopes"),
         email_address: opt_string(obj, "email_address"),
-        first_name: opt_string(obj, "first_name"),
-        last_name: opt_string(obj, "last_name"),
-        image_url: opt_string(obj, "image_url"),
+        first_name: first_string(obj, &["first_name", "given_name"]),
+        last_name: first_string(obj, &["last_name", "family_name"]),
+        image_url: first_string(obj, &["image_url", "avatar_url", "picture"]),
+        external_account_id: opt_string(obj, "external_account_id"),
+        avatar_url: opt_string(obj, "avatar_url"),
+        email_address_verified: opt_bool(obj, "email_address_verified"),
         username: opt_string(obj, "username"),
         phone_number: opt_string(obj, "phone_number"),
         public_metadata: opt_struct(obj, "public_metadata"),
@@ -218,6 +266,33 @@ fn external_account(obj: &Object) -> ExternalAccount {
         verification: verification_of(obj),
         created_at: timestamp_ms(obj, "created_at"),
         updated_at: timestamp_ms(obj, "updated_at"),
+    }
+}
+
+/// The account id and the identification id of an OAuth account. The current shape sends both as
+/// `id` (`eac_...`) and `identification_id`; the mixed shape sends the identification id as `id`
+/// and the account id as `external_account_id`; the legacy shape has only its identification id,
+/// as `id`.
+fn account_ids(obj: &Object) -> (String, Option<String>) {
+    let id = opt_string(obj, "id");
+    let account_id = opt_string(obj, "external_account_id").filter(|eac| !eac.is_empty());
+    let legacy = opt_string(obj, "object").as_deref() == Some(LEGACY_GOOGLE_OBJECT);
+    let identification_id = opt_string(obj, "identification_id").or_else(|| {
+        let id_is_identification = legacy || account_id.is_some();
+        id.clone().filter(|_| id_is_identification)
+    });
+    (account_id.or(id).unwrap_or_default(), identification_id)
+}
+
+/// The provider of an OAuth account: as sent, or `oauth_google` for the legacy Google shape, which
+/// names the provider only in its `object`.
+fn provider(obj: &Object) -> String {
+    match opt_string(obj, "provider").filter(|p| !p.is_empty()) {
+        Some(provider) => provider,
+        None if opt_string(obj, "object").as_deref() == Some(LEGACY_GOOGLE_OBJECT) => {
+            GOOGLE_PROVIDER.to_owned()
+        }
+        None => String::new(),
     }
 }
 
@@ -234,6 +309,7 @@ fn saml_account(obj: &Object) -> SamlAccount {
         public_metadata: opt_struct(obj, "public_metadata"),
         verification: verification_of(obj),
         saml_connection: opt_object(obj, "saml_connection").map(sso_connection),
+        last_authenticated_at: timestamp_ms(obj, "last_authenticated_at"),
     }
 }
 
@@ -252,6 +328,7 @@ fn enterprise_account(obj: &Object) -> EnterpriseAccount {
         verification: verification_of(obj),
         enterprise_connection: opt_object(obj, "enterprise_connection").map(sso_connection),
         last_authenticated_at: timestamp_ms(obj, "last_authenticated_at"),
+        enterprise_connection_id: opt_string(obj, "enterprise_connection_id"),
     }
 }
 
@@ -267,6 +344,11 @@ fn sso_connection(obj: &Object) -> SsoConnection {
         sync_user_attributes: opt_bool(obj, "sync_user_attributes"),
         created_at: timestamp_ms(obj, "created_at"),
         updated_at: timestamp_ms(obj, "updated_at"),
+        domains: strings(obj, "domains"),
+        allow_subdomains: opt_bool(obj, "allow_subdomains"),
+        allow_idp_initiated: opt_bool(obj, "allow_idp_initiated"),
+        disable_additional_identifications: opt_bool(obj, "disable_additional_identifications"),
+        logo_public_url: opt_string(obj, "logo_public_url"),
     }
 }
 
@@ -277,8 +359,14 @@ mod tests {
     use prost_types::{Struct, Timestamp, Value as ProtoValue, value::Kind};
     use serde_json::{Value, json};
 
-    /// The `Timestamp` for `millis` milliseconds since the epoch (test values are all positive).
-    fn ts(millis: i64) -> Option<Timestamp> {
+    /// The `Timestamp` of a Clerk time in these tests (all positive): milliseconds, except that the
+    /// small values below 10^11 are seconds, as the decoder reads them.
+    fn ts(time: i64) -> Option<Timestamp> {
+        let millis = if time < 100_000_000_000 {
+            time * 1000
+        } else {
+            time
+        };
         Some(Timestamp {
             seconds: millis / 1000,
             nanos: i32::try_from(millis % 1000).unwrap() * 1_000_000,
@@ -303,7 +391,11 @@ mod tests {
         json!({
             "object": "verification_email_code", "status": status, "strategy": strategy,
             "attempts": 1, "expire_at": expire_at,
-            "external_verification_redirect_url": "https://accounts.example.com/continue"
+            "external_verification_redirect_url": "https://accounts.example.com/continue",
+            "error": {"code": "oauth_denied", "message": "Denied", "long_message": "Denied by you",
+                      "meta": {"reason": "user"}},
+            "verified_at_client": "client_1", "nonce": "nonce_1", "message": "Sign this",
+            "channel": "sms"
         })
     }
 
@@ -319,6 +411,16 @@ mod tests {
                 "https://accounts.example.com/continue".into(),
             ),
             verified_at: None,
+            error: Some(ClerkError {
+                code: "oauth_denied".into(),
+                message: "Denied".into(),
+                long_message: "Denied by you".into(),
+                meta: strings(&[("reason", "user")]),
+            }),
+            verified_at_client: Some("client_1".into()),
+            nonce: Some("nonce_1".into()),
+            message: Some("Sign this".into()),
+            channel: Some("sms".into()),
         })
     }
 
@@ -327,7 +429,13 @@ mod tests {
     /// Built from parts because one `json!` literal this big exceeds the macro recursion limit.
     fn full_user_json() -> Value {
         let mut user = object(profile_json());
-        for part in [security_json(), identifiers_json(), accounts_json()] {
+        let parts = [
+            security_json(),
+            provisioning_json(),
+            identifiers_json(),
+            accounts_json(),
+        ];
+        for part in parts {
             user.extend(object(part));
         }
         Value::Object(user)
@@ -361,6 +469,15 @@ mod tests {
         })
     }
 
+    /// The password, provisioning and trust part of [`full_user_json`].
+    fn provisioning_json() -> Value {
+        json!({
+            "password_last_updated_at": 30_000, "deprovisioned": true,
+            "bypass_client_trust": true, "requires_password_reset": true,
+            "scim": {"directory_id": "dir_1", "directory_enabled": true, "external_id": "okta-9"}
+        })
+    }
+
     /// The email addresses, phone numbers, wallets and passkeys of [`full_user_json`].
     fn identifiers_json() -> Value {
         json!({
@@ -379,6 +496,7 @@ mod tests {
                  "reserved_for_second_factor": true, "default_second_factor": true, "reserved": true,
                  "verification": verification_json("verified", "phone_code", 6_000),
                  "linked_to": [{"type": "oauth_apple", "id": "idn_apple_1"}],
+                 "backup_codes": ["code-1", "code-2"],
                  "created_at": 7_000, "updated_at": 8_000}
             ],
             "web3_wallets": [
@@ -397,11 +515,12 @@ mod tests {
     /// The external, SAML and enterprise accounts of [`full_user_json`].
     fn accounts_json() -> Value {
         let external = json!({
-            "id": "eac_1", "object": "google_account", "provider": "oauth_google",
+            "id": "eac_1", "object": "external_account", "provider": "oauth_google",
             "identification_id": "idn_google_1", "provider_user_id": "g-123",
             "approved_scopes": "email profile", "email_address": "ada@example.com",
             "first_name": "Ada G", "last_name": "Lovelace G",
             "image_url": "https://img.example.com/g", "username": "ada_g",
+            "avatar_url": "https://img.example.com/g-old", "email_address_verified": true,
             "phone_number": "+15555550101", "public_metadata": {"hd": "example.com"},
             "label": "work",
             "verification": verification_json("verified", "oauth_google", 14_000),
@@ -413,9 +532,12 @@ mod tests {
             "last_name": "Lovelace S", "provider_user_id": "okta-1",
             "public_metadata": {"dept": "math"},
             "verification": verification_json("verified", "saml", 17_000),
+            "last_authenticated_at": 29_000,
             "saml_connection": {
                 "id": "samlc_1", "name": "Okta", "domain": "corp.example", "active": true,
                 "provider": "saml_okta", "sync_user_attributes": true,
+                "domains": ["corp.example", "corp.test"], "allow_subdomains": true,
+                "allow_idp_initiated": false, "disable_additional_identifications": true,
                 "created_at": 18_000, "updated_at": 19_000}
         });
         let enterprise = json!({
@@ -428,7 +550,9 @@ mod tests {
             "enterprise_connection": {
                 "id": "ec_1", "name": "Acme SSO", "domain": "acme.example", "active": true,
                 "provider": "oauth_custom_acme", "protocol": "oauth",
-                "sync_user_attributes": false, "created_at": 21_000, "updated_at": 22_000},
+                "sync_user_attributes": false, "created_at": 21_000, "updated_at": 22_000,
+                "logo_public_url": "https://img.example.com/acme"},
+            "enterprise_connection_id": "ec_1",
             "last_authenticated_at": 23_000
         });
         json!({
@@ -470,6 +594,7 @@ mod tests {
     /// The phone numbers, wallets and passkeys [`full_user_json`] carries.
     fn expected_other_identifiers() -> (Vec<PhoneNumber>, Vec<Web3Wallet>, Vec<Passkey>) {
         let phone = PhoneNumber {
+            backup_codes: vec!["code-1".into(), "code-2".into()],
             id: "idn_phone_1".into(),
             phone_number: "+15555550100".into(),
             reserved_for_second_factor: true,
@@ -518,6 +643,9 @@ mod tests {
             verification: verification_proto("verified", "oauth_google", 14_000),
             created_at: ts(15_000),
             updated_at: ts(16_000),
+            external_account_id: None,
+            avatar_url: Some("https://img.example.com/g-old".into()),
+            email_address_verified: Some(true),
         }
     }
 
@@ -543,7 +671,13 @@ mod tests {
                 sync_user_attributes: Some(true),
                 created_at: ts(18_000),
                 updated_at: ts(19_000),
+                domains: vec!["corp.example".into(), "corp.test".into()],
+                allow_subdomains: Some(true),
+                allow_idp_initiated: Some(false),
+                disable_additional_identifications: Some(true),
+                logo_public_url: None,
             }),
+            last_authenticated_at: ts(29_000),
         }
     }
 
@@ -570,8 +704,14 @@ mod tests {
                 sync_user_attributes: Some(false),
                 created_at: ts(21_000),
                 updated_at: ts(22_000),
+                domains: vec![],
+                allow_subdomains: None,
+                allow_idp_initiated: None,
+                disable_additional_identifications: None,
+                logo_public_url: Some("https://img.example.com/acme".into()),
             }),
             last_authenticated_at: ts(23_000),
+            enterprise_connection_id: Some("ec_1".into()),
         }
     }
 
@@ -622,6 +762,15 @@ mod tests {
             birthday: Some("1815-12-10".into()),
             gender: Some("female".into()),
             profile_image_url: Some("https://img.clerk.com/ada-old".into()),
+            password_last_updated_at: ts(30_000),
+            deprovisioned: true,
+            bypass_client_trust: true,
+            requires_password_reset: Some(true),
+            scim: Some(ScimUserMetadata {
+                directory_id: "dir_1".into(),
+                directory_enabled: true,
+                external_id: Some("okta-9".into()),
+            }),
         }
     }
 
@@ -637,6 +786,143 @@ mod tests {
             vec![expected_enterprise_account()]
         );
         assert_eq!(user, expected_full_user());
+    }
+
+    /// One Google account in the current shape: account id `eac_google`, identification
+    /// `idn_google`.
+    fn current_google_account() -> Value {
+        json!({
+            "object": "external_account", "id": "eac_google", "provider": "oauth_google",
+            "identification_id": "idn_google", "provider_user_id": "107288021301459139452",
+            "approved_scopes": "email openid profile", "email_address": "ada@gmail.com",
+            "first_name": "Ada", "last_name": "Lovelace",
+            "image_url": "https://lh3.googleusercontent.com/ada", "username": null,
+            "public_metadata": {}, "label": null, "created_at": 1_757_805_877_448_i64,
+            "updated_at": 1_757_805_877_448_i64,
+            "verification": {"status": "verified", "strategy": "oauth_google", "attempts": null,
+                             "expire_at": 1_757_806_477_448_i64}
+        })
+    }
+
+    /// The same account in the legacy Google shape: named by its object, the identification id
+    /// as `id`, no account id, Google's own field names.
+    fn legacy_google_account() -> Value {
+        json!({
+            "object": "google_account", "id": "idn_google", "google_id": "107288021301459139452",
+            "approved_scopes": "email openid profile", "email_address": "ada@gmail.com",
+            "given_name": "Ada", "family_name": "Lovelace",
+            "picture": "https://lh3.googleusercontent.com/ada", "username": null,
+            "public_metadata": {}, "label": null,
+            "verification": {"status": "verified", "strategy": "oauth_google", "attempts": null,
+                             "expire_at": 1_757_806_477_448_i64}
+        })
+    }
+
+    /// The same account in the mixed shape Clerk delivers: the legacy fields beside the current
+    /// ones, the identification id as `id` and the account id in `external_account_id`, the image
+    /// only as `avatar_url` (with an empty `picture`).
+    fn mixed_google_account() -> Value {
+        json!({
+            "object": "google_account", "id": "idn_google", "external_account_id": "eac_google",
+            "identification_id": "idn_google", "provider": "oauth_google",
+            "provider_user_id": "107288021301459139452", "google_id": "107288021301459139452",
+            "approved_scopes": "email openid profile", "email_address": "ada@gmail.com",
+            "first_name": "Ada", "given_name": "Ada", "last_name": "Lovelace",
+            "family_name": "Lovelace", "picture": "",
+            "avatar_url": "https://lh3.googleusercontent.com/ada", "username": null,
+            "public_metadata": {}, "label": null, "created_at": 1_757_805_877_448_i64,
+            "updated_at": 1_757_805_877_448_i64,
+            "verification": {"status": "verified", "strategy": "oauth_google", "attempts": null,
+                             "expire_at": 1_757_806_477_448_i64}
+        })
+    }
+
+    /// The mixed shape with only the legacy names for the provider's data (no `provider`,
+    /// `provider_user_id`, `first_name`, `last_name`).
+    fn mixed_google_account_with_legacy_names() -> Value {
+        let mut account = object(mixed_google_account());
+        for current in ["provider", "provider_user_id", "first_name", "last_name"] {
+            account.remove(current);
+        }
+        account.insert(
+            "picture".into(),
+            json!("https://lh3.googleusercontent.com/ada"),
+        );
+        Value::Object(account)
+    }
+
+    /// What a consumer keys and stores a linked account by: account id, identification id,
+    /// provider, provider user id, names, image, email address.
+    fn linked_account_key(account: &ExternalAccount) -> [Option<&str>; 8] {
+        [
+            Some(account.id.as_str()),
+            account.identification_id.as_deref(),
+            Some(account.provider.as_str()),
+            account.provider_user_id.as_deref(),
+            account.first_name.as_deref(),
+            account.last_name.as_deref(),
+            account.image_url.as_deref(),
+            account.email_address.as_deref(),
+        ]
+    }
+
+    #[test]
+    fn every_google_account_shape_gives_the_same_typed_account() {
+        let current = external_account(&object(current_google_account()));
+        assert_eq!(
+            linked_account_key(&current),
+            [
+                Some("eac_google"),
+                Some("idn_google"),
+                Some("oauth_google"),
+                Some("107288021301459139452"),
+                Some("Ada"),
+                Some("Lovelace"),
+                Some("https://lh3.googleusercontent.com/ada"),
+                Some("ada@gmail.com"),
+            ]
+        );
+        for (shape, json) in [
+            ("mixed", mixed_google_account()),
+            (
+                "mixed, legacy names",
+                mixed_google_account_with_legacy_names(),
+            ),
+        ] {
+            let account = external_account(&object(json));
+            assert_eq!(
+                linked_account_key(&account),
+                linked_account_key(&current),
+                "{shape}"
+            );
+            assert_eq!(account.external_account_id.as_deref(), Some("eac_google"));
+            assert_eq!(account.verification, current.verification, "{shape}");
+        }
+    }
+
+    #[test]
+    fn a_legacy_google_account_is_typed_like_a_current_one() {
+        let current = external_account(&object(current_google_account()));
+        let legacy = external_account(&object(legacy_google_account()));
+        // The legacy shape has no account id: its identification id is the only id it carries.
+        assert_eq!(legacy.id, "idn_google");
+        let [_, rest @ ..] = linked_account_key(&legacy);
+        let [_, current_rest @ ..] = linked_account_key(&current);
+        assert_eq!(rest, current_rest);
+        assert_eq!(legacy.verification, current.verification);
+        assert_eq!(legacy.external_account_id, None);
+    }
+
+    #[test]
+    fn an_unknown_legacy_object_gets_no_provider() {
+        let account = object(json!({"object": "facebook_account", "id": "idn_fb", "picture": "p"}));
+        let account = external_account(&account);
+        assert_eq!(
+            (account.provider.as_str(), account.id.as_str()),
+            ("", "idn_fb")
+        );
+        assert_eq!(account.identification_id, None);
+        assert_eq!(account.image_url.as_deref(), Some("p"));
     }
 
     #[test]

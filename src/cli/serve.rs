@@ -49,8 +49,9 @@ pub struct ServeArgs {
     /// Path of the webhook route.
     #[arg(long, env = "CLERK_BRIDGE_WEBHOOK_PATH", default_value = "/webhooks/clerk", value_parser = values::url_path)]
     pub webhook_path: String,
-    /// Largest webhook body accepted, in bytes (larger: 413); units such as `512KiB` work too.
-    #[arg(long, env = "CLERK_BRIDGE_MAX_BODY_BYTES", default_value = "1048576", value_parser = values::byte_size)]
+    /// Largest webhook body accepted, in bytes (larger: 413); units such as `512KiB` work too. At
+    /// most 2MB, so that every event fits in the 4 MiB message gRPC clients accept by default.
+    #[arg(long, env = "CLERK_BRIDGE_MAX_BODY_BYTES", default_value = "1048576", value_parser = values::body_cap)]
     pub max_body_bytes: u64,
     /// Most HTTP connections open at once. At the cap, the connection that has waited longest on
     /// its client is closed to make room for a new one.
@@ -305,6 +306,8 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.webhook_path, "/webhooks/clerk");
         assert_eq!(c.max_body_bytes, 1 << 20);
+        let largest = serve(&["--max-body-bytes", "2MB"]).unwrap();
+        assert_eq!(largest.max_body_bytes, 2_000_000);
         assert_eq!(c.max_connections, 1024);
         assert_eq!(c.body_read_timeout, Duration::from_secs(10));
         assert_eq!(c.max_buffered_bytes, 64 << 20);
@@ -314,11 +317,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_flag_on_one_line() {
-        let cases: [(&[&str], &str); 12] = [
+        let cases: [(&[&str], &str); 13] = [
             (&["--http-addr", "nope"], "--http-addr"),
             (&["--grpc-addr", "1.2.3.4"], "--grpc-addr"),
             (&["--webhook-path", "hooks"], "--webhook-path"),
             (&["--max-body-bytes", "0"], "--max-body-bytes"),
+            (&["--max-body-bytes", "2000001"], "--max-body-bytes"),
             (
                 &["--max-connections", "18446744073709551615"],
                 "--max-connections",

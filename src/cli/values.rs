@@ -11,6 +11,8 @@ use std::{
 
 use tonic::transport::Endpoint;
 
+use crate::clerk;
+
 /// Most HTTP connections `--max-connections` may ask for: far above what one process serves, and
 /// far below what would overflow a semaphore.
 pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
@@ -43,6 +45,24 @@ pub fn byte_size(value: &str) -> Result<u64, String> {
         Ok(size) if size.as_u64() > 0 => Ok(size.as_u64()),
         _ => Err("expected a positive size such as 4096, 512MiB or 2GiB".to_owned()),
     }
+}
+
+/// A webhook body cap: a positive size (as [`byte_size`]) of at most [`clerk::MAX_BODY_BYTES`]
+/// (2 MB), so that every stored event, which carries its body, fits in the 4 MiB message default
+/// gRPC clients accept.
+///
+/// # Errors
+/// A message for clap when the value is not a size or is too large.
+pub fn body_cap(value: &str) -> Result<u64, String> {
+    let size = byte_size(value)?;
+    if size > clerk::MAX_BODY_BYTES {
+        return Err(format!(
+            "at most 2MB ({} bytes): every stored event carries its body and must fit in the 4 MiB \
+             message gRPC clients accept by default",
+            clerk::MAX_BODY_BYTES
+        ));
+    }
+    Ok(size)
 }
 
 /// A positive whole number that fits in memory sizes (`usize`).

@@ -109,17 +109,18 @@ mod tests {
     #[test]
     fn an_object_becomes_an_update_keyed_by_its_version() {
         let user = json!({"object": "user", "id": "user_1", "first_name": "Ada",
-                          "created_at": 1_000, "updated_at": 2_000});
+                          "created_at": 1_716_883_200_000_i64,
+                          "updated_at": 1_716_883_200_002_i64});
         let record = updated(Kind::User, &user, EventSource::Backfill).unwrap();
         assert_eq!(record.event_type, "user.updated");
-        assert_eq!(record.event_id, "bapi_user_1_2000");
+        assert_eq!(record.event_id, "bapi_user_1_1716883200002");
         assert!(record.only_if_newer);
         let object = record.object.as_ref().unwrap();
         assert_eq!(
             (object.kind.as_str(), object.id.as_str()),
             ("user", "user_1")
         );
-        assert_eq!((object.version, object.deleted), (2_000, false));
+        assert_eq!((object.version, object.deleted), (1_716_883_200_002, false));
         let event = decoded(&record);
         assert_eq!(event.source, i32::from(EventSource::Backfill));
         assert!(event.payload.is_some(), "typed like a webhook");

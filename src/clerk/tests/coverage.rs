@@ -10,7 +10,7 @@ use prost_types::{DescriptorProto, FileDescriptorSet, field_descriptor_proto::Ty
 use std::collections::HashMap;
 
 /// The messages of the compiled proto files, by fully qualified name (`.clerk.bridge.v1.User`).
-fn messages() -> HashMap<String, DescriptorProto> {
+pub(super) fn messages() -> HashMap<String, DescriptorProto> {
     let set = FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("the embedded descriptor set");
     let mut messages = HashMap::new();
     for file in set.file {
@@ -24,7 +24,7 @@ fn messages() -> HashMap<String, DescriptorProto> {
 }
 
 /// `camelCase` → `snake_case`, as an event type's family and action name their oneof fields.
-fn snake_case(name: &str) -> String {
+pub(super) fn snake_case(name: &str) -> String {
     let mut snake = String::new();
     for c in name.chars() {
         if c.is_ascii_uppercase() {
@@ -36,7 +36,11 @@ fn snake_case(name: &str) -> String {
 }
 
 /// The type name of field `name` of `message`.
-fn field_type(messages: &HashMap<String, DescriptorProto>, message: &str, name: &str) -> String {
+pub(super) fn field_type(
+    messages: &HashMap<String, DescriptorProto>,
+    message: &str,
+    name: &str,
+) -> String {
     let descriptor = &messages[message];
     let field = descriptor.field.iter().find(|f| f.name() == name);
     let field = field.unwrap_or_else(|| panic!("{message} has no field {name}"));

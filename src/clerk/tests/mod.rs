@@ -10,11 +10,13 @@ use serde_json::Value;
 use std::sync::OnceLock;
 
 mod billing;
+mod bound;
 mod convergence;
 mod coverage;
 mod envelope;
 mod families;
 mod properties;
+mod spec;
 mod versions;
 
 /// The directory of Clerk's published example payloads, beside this crate.

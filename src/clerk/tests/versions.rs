@@ -105,8 +105,12 @@ fn every_deleted_type_is_a_tombstone_known_or_not() {
     let event = decode_json(&deleted);
     assert_eq!((event.object_version, event.deleted), (7_999, true));
     assert_eq!((event.object_id.as_str(), event.payload), ("w_1", None));
-    let updated = json!({"type": "widget.updated", "data": {"id": "w_1", "updated_at": 9}});
-    assert_eq!(version_of(&updated), (9, false));
+    let updated = json!({"type": "widget.updated",
+                         "data": {"id": "w_1", "updated_at": 1_716_883_200_009_i64}});
+    assert_eq!(version_of(&updated), (1_716_883_200_009, false));
+    // An `updated_at` that can only be seconds is read as seconds, like the envelope's timestamp.
+    let in_seconds = json!({"type": "widget.updated", "data": {"id": "w_1", "updated_at": 9}});
+    assert_eq!(version_of(&in_seconds), (9_000, false));
     for not_deleted in [
         "user.deletedish",
         "deleted",
