@@ -68,6 +68,12 @@ pub struct Config {
     pub max_connections: usize,
     /// Time a client has to send request headers.
     pub header_read_timeout: Duration,
+    /// Most concurrent gRPC connections, handshakes included.
+    pub grpc_max_connections: usize,
+    /// Time a gRPC client has for the TLS handshake and the HTTP/2 preface.
+    pub grpc_handshake_timeout: Duration,
+    /// Most subscription streams open at once.
+    pub max_streams: usize,
     /// Idle time before a heartbeat.
     pub heartbeat_interval: Duration,
     /// Drain time at shutdown.
@@ -142,6 +148,9 @@ impl Config {
             max_body_bytes: 1 << 20,
             max_connections: 1024,
             header_read_timeout: HEADER_READ_TIMEOUT,
+            grpc_max_connections: crate::grpc_transport::DEFAULT_MAX_CONNECTIONS,
+            grpc_handshake_timeout: crate::grpc_transport::DEFAULT_HANDSHAKE_TIMEOUT,
+            max_streams: crate::subscription::DEFAULT_MAX_STREAMS,
             heartbeat_interval: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(8),
             retention: Policy::default(),

@@ -11,8 +11,10 @@ use super::values;
 use crate::{
     access, clerk_api,
     config::{self, Config, ConfigError, GrpcAccess, GrpcTls, SecretSource},
+    grpc_transport,
     ingress::verify::SigningSecret,
     log::{LogOptions, retention::Policy},
+    subscription,
     telemetry::LogFormat,
 };
 
@@ -50,6 +52,16 @@ pub struct ServeArgs {
     /// Most HTTP connections open at once.
     #[arg(long, env = "CLERK_BRIDGE_MAX_CONNECTIONS", default_value = "1024", value_parser = values::connection_cap)]
     pub max_connections: usize,
+    /// Most gRPC connections open at once, handshakes included; one more is closed at once.
+    #[arg(long, env = "CLERK_BRIDGE_GRPC_MAX_CONNECTIONS", default_value_t = grpc_transport::DEFAULT_MAX_CONNECTIONS, value_parser = values::connection_cap)]
+    pub grpc_max_connections: usize,
+    /// Time a gRPC client has to finish the TLS handshake and send the HTTP/2 preface before its
+    /// connection is closed (e.g. `10s`, `500ms`).
+    #[arg(long, env = "CLERK_BRIDGE_GRPC_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = values::duration)]
+    pub grpc_handshake_timeout: Duration,
+    /// Most subscription streams open at once; Subscribe past it is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CLERK_BRIDGE_MAX_STREAMS", default_value_t = subscription::DEFAULT_MAX_STREAMS, value_parser = values::connection_cap)]
+    pub max_streams: usize,
     /// Idle time after which a subscription stream sends a heartbeat (e.g. `15s`, `500ms`).
     #[arg(long, env = "CLERK_BRIDGE_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = values::duration)]
     pub heartbeat_interval: Duration,
@@ -128,6 +140,9 @@ impl ServeArgs {
                 ConfigError::bad("max-body-bytes", &self.max_body_bytes.to_string(), e)
             })?,
             max_connections: self.max_connections,
+            grpc_max_connections: self.grpc_max_connections,
+            grpc_handshake_timeout: self.grpc_handshake_timeout,
+            max_streams: self.max_streams,
             heartbeat_interval: self.heartbeat_interval,
             shutdown_grace: self.shutdown_grace,
             retention: Policy {
@@ -272,13 +287,26 @@ mod tests {
         assert_eq!(c.webhook_path, "/webhooks/clerk");
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.grpc_max_connections, 512);
+        assert_eq!(c.grpc_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_streams, 256);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(15));
         assert_eq!(c.shutdown_grace, Duration::from_secs(8));
     }
 
     #[test]
     fn bad_values_name_their_flag_on_one_line() {
-        let cases: [(&[&str], &str); 10] = [
+        let cases: [(&[&str], &str); 14] = [
+            (&["--grpc-max-connections", "0"], "--grpc-max-connections"),
+            (
+                &["--grpc-handshake-timeout", "0s"],
+                "--grpc-handshake-timeout",
+            ),
+            (
+                &["--grpc-handshake-timeout", "soon"],
+                "--grpc-handshake-timeout",
+            ),
+            (&["--max-streams", "0"], "--max-streams"),
             (&["--http-addr", "nope"], "--http-addr"),
             (&["--grpc-addr", "1.2.3.4"], "--grpc-addr"),
             (&["--webhook-path", "hooks"], "--webhook-path"),

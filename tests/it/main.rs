@@ -9,6 +9,7 @@ mod durability;
 mod fake_clerk;
 mod fixtures;
 mod lifecycle;
+mod limits;
 mod operations;
 mod process;
 mod snapshot;

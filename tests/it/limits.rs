@@ -1,0 +1,222 @@
+//! The gRPC port's bounds (issue 14 items 2 and 9): the cap on subscription streams, the handshake
+//! deadline and the connection cap, descriptors given back when streams end, and the open file
+//! limit checked at start.
+
+use std::time::Duration;
+
+use clerk_bridge::{
+    log::READER_POOL_SIZE,
+    proto::{SubscribeRequest, subscribe_response::Message},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tonic::Code;
+
+use crate::{
+    process::{BridgeProcess, Poster, data_dir, grpc_client, user_created},
+    support::{TestBridge, eventually, within},
+};
+
+/// Descriptors a process may hold beyond its start once its streams have ended: the log's shared
+/// readers (two each) and a few that come and go (a scrape, a timer).
+const FD_SLACK: usize = 2 * READER_POOL_SIZE + 4;
+
+/// Waits until the bridge closes `connection` (end of stream or reset).
+async fn assert_closed(connection: &mut TcpStream) {
+    let mut buf = [0; 256];
+    loop {
+        match within(
+            "the bridge to close the connection",
+            connection.read(&mut buf),
+        )
+        .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The metrics page of an in-process bridge.
+async fn metrics(bridge: &TestBridge) -> String {
+    String::from_utf8(bridge.get("/metrics").await.body).unwrap()
+}
+
+/// Whether a new client can connect and subscribe.
+async fn can_subscribe(bridge: &TestBridge) -> Option<()> {
+    let mut client = grpc_client(bridge.grpc).await.ok()?;
+    client.subscribe(SubscribeRequest::default()).await.ok()?;
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_past_the_stream_cap_are_refused_until_one_ends() {
+    let bridge = TestBridge::start_with(|c| c.max_streams = 2).await;
+    let first = bridge.subscribe(0, &[]).await;
+    let _second = bridge.subscribe(0, &[]).await;
+    let refused = bridge.try_subscribe(0, &[]).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("--max-streams"), "{refused:?}");
+    let page = metrics(&bridge).await;
+    assert!(
+        page.contains("clerk_bridge_subscriptions_refused_total 1\n"),
+        "{page}"
+    );
+
+    drop(first);
+    eventually("the slot of the stream that ended", || {
+        can_subscribe(&bridge)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_grpc_connections_are_closed_after_the_handshake_timeout() {
+    let bridge =
+        TestBridge::start_with(|c| c.grpc_handshake_timeout = Duration::from_millis(300)).await;
+    let mut silent = TcpStream::connect(bridge.grpc).await.unwrap();
+    let mut partial = TcpStream::connect(bridge.grpc).await.unwrap();
+    partial.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let mut http1 = TcpStream::connect(bridge.grpc).await.unwrap();
+    http1
+        .write_all(b"GET / HTTP/1.1\r\nhost: bridge\r\n\r\n")
+        .await
+        .unwrap();
+    for connection in [&mut silent, &mut partial, &mut http1] {
+        assert_closed(connection).await;
+    }
+
+    // Clients that speak HTTP/2 are served as before.
+    bridge.post_events(1, 1).await;
+    assert_eq!(
+        bridge.subscribe(0, &[]).await.next_event().await.sequence,
+        1
+    );
+    let page = metrics(&bridge).await;
+    for line in [
+        "clerk_bridge_grpc_connections_rejected_total{reason=\"handshake_timeout\"} 2\n",
+        "clerk_bridge_grpc_connections_rejected_total{reason=\"bad_handshake\"} 1\n",
+    ] {
+        assert!(page.contains(line), "{line} in {page}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_connections_past_the_cap_are_closed_while_open_ones_keep_working() {
+    let bridge = TestBridge::start_with(|c| c.grpc_max_connections = 2).await;
+    let mut subscription = bridge.subscribe(0, &[]).await;
+    // The second place: a connection in its (10 s) handshake. Connections are accepted in order,
+    // so it has its place before the next one arrives.
+    let silent = TcpStream::connect(bridge.grpc).await.unwrap();
+    let mut over = TcpStream::connect(bridge.grpc).await.unwrap();
+    assert_closed(&mut over).await;
+    let page = metrics(&bridge).await;
+    assert!(
+        page.contains("clerk_bridge_grpc_connections_rejected_total{reason=\"over_cap\"} 1\n"),
+        "{page}"
+    );
+
+    // The open stream is unaffected.
+    bridge.post_events(1, 1).await;
+    assert_eq!(subscription.next_event().await.sequence, 1);
+    // A closed connection gives its place back.
+    drop(silent);
+    eventually("the place of the closed connection", || {
+        can_subscribe(&bridge)
+    })
+    .await;
+}
+
+/// Streams that read from disk at the same time, then end: the process gives their read
+/// connections' descriptors back (SQLite parks the descriptor of a closed connection while other
+/// connections hold locks on the file, so one connection per stream kept them all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descriptors_of_ended_streams_are_given_back() {
+    const EVENTS: u64 = 20;
+    const STREAMS: usize = 40;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let mut bridge = BridgeProcess::start(&dir, &[]).await;
+    for i in 1..=EVENTS {
+        let mut poster = Poster::connect(bridge.http).await.unwrap();
+        let body = user_created(&format!("user_{i}"));
+        assert_eq!(poster.post(&format!("msg_{i}"), &body).await.unwrap(), 200);
+    }
+    bridge.signal("TERM").await;
+    assert_eq!(bridge.exit_code().await, Some(0));
+    // A new process has nothing in memory: its streams read the events from disk.
+    let bridge = BridgeProcess::start(&dir, &[]).await;
+    let start = bridge.open_fds();
+
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        let mut client = bridge.client().await;
+        let request = SubscribeRequest::default();
+        let mut stream = client.subscribe(request).await.unwrap().into_inner();
+        loop {
+            let response = within("an event", stream.message()).await.unwrap().unwrap();
+            if let Some(Message::Event(event)) = response.message
+                && event.sequence == EVENTS
+            {
+                break;
+            }
+        }
+        streams.push((client, stream));
+    }
+    drop(streams);
+    eventually("the descriptors of the ended streams", || async {
+        let open = bridge.open_fds();
+        (open <= start + FD_SLACK).then_some(())
+    })
+    .await;
+}
+
+/// The soft limit of open files of process `pid` and its hard limit.
+fn open_file_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_open_file_limit_is_raised_or_reported() {
+    // A low soft limit under a higher hard one is raised to the hard one.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut raised = BridgeProcess::start_after_shell(&data_dir(&tmp), "ulimit -Sn 256", &[]).await;
+    let (soft, hard) = open_file_limits(raised.pid());
+    assert!(soft == hard && soft > 256, "soft {soft}, hard {hard}");
+    raised.kill().await;
+
+    // A hard limit below what the caps allow is reported, naming the flags to lower.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut low = BridgeProcess::start_after_shell(
+        &data_dir(&tmp),
+        "ulimit -Sn 256 && ulimit -Hn 256",
+        &["--max-streams", "64"],
+    )
+    .await;
+    assert_eq!(open_file_limits(low.pid()), (256, 256));
+    low.kill().await;
+    let warning = low
+        .log_lines()
+        .into_iter()
+        .find(|line| line.contains("Open file limit is below"))
+        .expect("a warning about the open file limit");
+    for flag in [
+        "--max-connections",
+        "--grpc-max-connections",
+        "--max-streams",
+    ] {
+        assert!(warning.contains(flag), "{flag} in {warning}");
+    }
+    assert!(warning.contains("limit=256"), "{warning}");
+}
