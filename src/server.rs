@@ -129,10 +129,12 @@ pub async fn run(
         config.max_streams,
     );
     let syncer = syncer(&config, &log, &metrics, &tasks, &shutdown).await?;
-    let tls = match &config.grpc_access.tls {
-        Some(tls) => Some(access::server_tls(tls)?),
-        None => None,
-    };
+    let tls = config
+        .grpc_access
+        .tls
+        .as_ref()
+        .map(access::server_tls)
+        .transpose()?;
     let services = Services {
         events,
         sync: SyncServiceImpl::new(syncer),

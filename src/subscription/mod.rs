@@ -1,5 +1,9 @@
 //! The gRPC `clerk.bridge.v1.EventStream` service: subscriptions (each served by a stream task, see
 //! the `stream` module) and the administration of named consumers (commit, list, reset, delete).
+//!
+//! At most `max_streams` streams are open at once (`--max-streams`); Subscribe past them is refused
+//! with RESOURCE_EXHAUSTED, and a stream's slot is given back when its task ends (the client left,
+//! the stream failed, or the bridge shut down).
 
 mod buffer;
 pub mod consumers;

@@ -8,6 +8,12 @@
 //! deletes events it has not read: the stream then ends with OUT_OF_RANGE). Events are sent as
 //! stored ([`super::wire`]). For a named consumer the task also stops at `max_in_flight` events
 //! delivered but not committed, and resumes when a commit arrives.
+//!
+//! Memory per stream is bounded for a client that stops reading: disk reads come in batches of at
+//! most `READ_BATCH_BYTES` on the log's shared readers (given back before sending), the buffer is
+//! bounded in bytes (see the `buffer` module), and HTTP/2 buffers little more (see
+//! [`crate::grpc_transport`]). A snapshot keeps a read connection of its own for its transaction,
+//! with its page cache freed after every batch, and closes it when the snapshot ends.
 
 use std::{
     collections::VecDeque,
