@@ -16,7 +16,7 @@ use tonic::Code;
 
 use crate::{
     process::{BridgeProcess, Poster, data_dir, grpc_client, user_created},
-    support::{TestBridge, eventually, within},
+    support::{Body, TestBridge, eventually, http, patience, within},
 };
 
 /// Descriptors a process may hold beyond its start once its streams have ended: the log's shared
@@ -171,6 +171,132 @@ async fn descriptors_of_ended_streams_are_given_back() {
         (open <= start + FD_SLACK).then_some(())
     })
     .await;
+}
+
+/// An HTTP/2 frame: its header (length, type, flags, stream) and `payload`.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut frame = length[1..].to_vec();
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Opens a Subscribe stream from the beginning the way a hostile client would: by hand, granting
+/// the bridge the largest flow-control windows HTTP/2 allows, and then never reading the socket.
+/// The connection is kept open until the returned stream is dropped.
+async fn stalled_stream(addr: std::net::SocketAddr) -> TcpStream {
+    const MAX_WINDOW: u32 = (1 << 31) - 1;
+    let mut settings = vec![0, 4]; // SETTINGS_INITIAL_WINDOW_SIZE
+    settings.extend_from_slice(&MAX_WINDOW.to_be_bytes());
+    let mut headers = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/clerk.bridge.v1.EventStream/Subscribe"),
+        (":authority", "bridge"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        // HPACK: a literal field without indexing, new name, no Huffman coding.
+        headers.push(0);
+        headers.push(u8::try_from(name.len()).unwrap());
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(u8::try_from(value.len()).unwrap());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend(frame(4, 0, 0, &settings));
+    bytes.extend(frame(8, 0, 0, &(MAX_WINDOW - 65_535).to_be_bytes()));
+    bytes.extend(frame(1, 0x4, 1, &headers)); // HEADERS, END_HEADERS
+    bytes.extend(frame(0, 0x1, 1, &[0; 5])); // an empty SubscribeRequest, END_STREAM
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    stream
+}
+
+/// The value of a metric without labels on a page.
+fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Waits until `streams` streams are open and the bridge has handed them no event for three polls
+/// in a row (about a second).
+async fn wait_until_stalled(bridge: &BridgeProcess, streams: u64) {
+    const POLL: Duration = Duration::from_millis(300);
+    let deadline = tokio::time::Instant::now() + patience();
+    let (mut previous, mut unchanged) = (None, 0);
+    while unchanged < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the streams did not stall: {previous:?}"
+        );
+        tokio::time::sleep(POLL).await;
+        let page = http(bridge.http, "GET", "/metrics", &[], Body::Empty).await;
+        let page = String::from_utf8(page.body).unwrap();
+        let open = metric(&page, "clerk_bridge_subscriptions_active");
+        let delivered = metric(&page, "clerk_bridge_events_delivered_total");
+        let now = Some((open, delivered));
+        unchanged = if open == Some(streams as f64) && now == previous {
+            unchanged + 1
+        } else {
+            0
+        };
+        previous = now;
+    }
+}
+
+/// Clients that stop reading, with the largest windows and without reading their sockets, leave
+/// the bridge holding a bounded amount of memory per stream: the stream's buffer, one disk batch
+/// and a small HTTP/2 send buffer (before: 32 messages, a batch of 128 events, h2's default
+/// 400 KiB and a read connection's 512 KiB page cache: 2.3 MiB per stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_whose_clients_stop_reading_hold_little_memory() {
+    const EVENTS: usize = 1200;
+    const STREAMS: u64 = 48;
+    const WARM_UP: u64 = 8;
+    /// What a stalled stream may hold, with its connection (measured in a debug build: about
+    /// 350 KiB; 2.3 MiB before the bounds).
+    const PER_STREAM_KIB: u64 = 768;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let mut bridge = BridgeProcess::start(&dir, &[]).await;
+    // About 3 MB of events, more than a stalled stream's socket buffers take.
+    let mut posters = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let addr = bridge.http;
+        posters.spawn(async move {
+            for i in (worker..EVENTS).step_by(8) {
+                let mut poster = Poster::connect(addr).await.unwrap();
+                let body = user_created(&format!("user_{i}"));
+                assert_eq!(poster.post(&format!("msg_{i}"), &body).await.unwrap(), 200);
+            }
+        });
+    }
+    within("the events to be stored", posters.join_all()).await;
+    bridge.signal("TERM").await;
+    assert_eq!(bridge.exit_code().await, Some(0));
+    // A new process has nothing in memory: its streams read the events from disk. The first
+    // streams also pay for what is set up once (the shared readers, the allocator's caches).
+    let bridge = BridgeProcess::start(&dir, &[]).await;
+    let mut stalled = Vec::new();
+    for _ in 0..WARM_UP {
+        stalled.push(stalled_stream(bridge.grpc).await);
+    }
+    wait_until_stalled(&bridge, WARM_UP).await;
+    let start = bridge.rss_kib();
+    for _ in 0..STREAMS {
+        stalled.push(stalled_stream(bridge.grpc).await);
+    }
+    wait_until_stalled(&bridge, WARM_UP + STREAMS).await;
+    let held = bridge.rss_kib().saturating_sub(start);
+    assert!(
+        held < STREAMS * PER_STREAM_KIB,
+        "{STREAMS} stalled streams hold {held} KiB"
+    );
+    drop(stalled);
 }
 
 /// The soft limit of open files of process `pid` and its hard limit.

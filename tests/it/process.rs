@@ -137,12 +137,22 @@ impl BridgeProcess {
 
     /// The process's peak resident set size in KiB (`VmHWM`).
     pub(crate) fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// The process's resident set size in KiB (`VmRSS`).
+    pub(crate) fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A size in KiB from `/proc/PID/status`, such as `VmHWM:`.
+    fn status_kib(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status")
+            .unwrap_or_else(|| panic!("{key} in /proc/PID/status"))
     }
 
     /// A gRPC client.
