@@ -8,36 +8,17 @@ use clerk_bridge::{
     log::READER_POOL_SIZE,
     proto::{SubscribeRequest, subscribe_response::Message},
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 use tonic::Code;
 
 use crate::{
     process::{BridgeProcess, Poster, data_dir, grpc_client, user_created},
-    support::{Body, TestBridge, eventually, http, patience, within},
+    support::{Body, TestBridge, assert_closed, eventually, http, patience, within},
 };
 
 /// Descriptors a process may hold beyond its start once its streams have ended: the log's shared
 /// readers (two each) and a few that come and go (a scrape, a timer).
 const FD_SLACK: usize = 2 * READER_POOL_SIZE + 4;
-
-/// Waits until the bridge closes `connection` (end of stream or reset).
-async fn assert_closed(connection: &mut TcpStream) {
-    let mut buf = [0; 256];
-    loop {
-        match within(
-            "the bridge to close the connection",
-            connection.read(&mut buf),
-        )
-        .await
-        {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
 
 /// The metrics page of an in-process bridge.
 async fn metrics(bridge: &TestBridge) -> String {
