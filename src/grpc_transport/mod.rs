@@ -32,6 +32,7 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{codegen::Service, service::Routes, transport::server::Connected};
+use tracing::Instrument as _;
 
 use crate::telemetry::metrics::{ConnectionRejected, Metrics};
 use preface::Prefaced;
@@ -100,25 +101,7 @@ pub async fn serve(
     };
     let places = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
-    let mut backoff = ACCEPT_BACKOFF.0;
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shared.shutdown.cancelled() => break,
-        };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "gRPC accept failed; backing off");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = shared.shutdown.cancelled() => break,
-                }
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
-                continue;
-            }
-        };
-        backoff = ACCEPT_BACKOFF.0;
+    while let Some(stream) = accept(&listener, &shared.shutdown).await {
         let Ok(place) = places.clone().try_acquire_owned() else {
             shared
                 .metrics
@@ -126,11 +109,32 @@ pub async fn serve(
             tracing::debug!("gRPC connection over the cap; closed");
             continue;
         };
-        connections.spawn(shared.clone().connection(stream, place));
+        connections.spawn(shared.clone().connection(stream, place).in_current_span());
     }
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// The next connection; `None` at shutdown. A failed `accept` (such as EMFILE: out of file
+/// descriptors) is tried again after a pause that doubles each time.
+async fn accept(listener: &TcpListener, shutdown: &CancellationToken) -> Option<TcpStream> {
+    let mut backoff = ACCEPT_BACKOFF.0;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => return None,
+        };
+        match accepted {
+            Ok((stream, _peer)) => return Some(stream),
+            Err(error) => tracing::warn!(%error, "gRPC accept failed; backing off"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.cancelled() => return None,
+        }
+        backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+    }
 }
 
 /// The HTTP/2 settings of every connection.
