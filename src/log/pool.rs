@@ -40,7 +40,7 @@ pub(super) struct ReaderPool {
     /// Path of the database file, for opening readers.
     db_path: PathBuf,
     /// Readers not in use; opened on demand, at most [`POOL_SIZE`].
-    idle: Mutex<Vec<LogReader>>,
+    pub(super) idle: Mutex<Vec<LogReader>>,
     /// One permit per reader: a read waits for one before it takes or opens a reader.
     permits: Semaphore,
 }
