@@ -4,18 +4,19 @@
 use std::{fmt, path::Path, sync::Arc};
 
 use rustls::{
+    RootCertStore, ServerConfig,
+    crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _},
+    server::WebPkiClientVerifier,
     sign::CertifiedKey,
 };
 use subtle::ConstantTimeEq as _;
-use tonic::{
-    Request, Status,
-    service::Interceptor,
-    transport::{Certificate, Identity, ServerTlsConfig},
-};
+use tonic::{Request, Status, service::Interceptor};
 
 use crate::{config::GrpcTls, watched_file::WatchedFile};
 
+/// The only application protocol the gRPC port speaks over TLS (ALPN).
+const ALPN_H2: &[u8] = b"h2";
 /// The metadata key carrying the token.
 const AUTHORIZATION: &str = "authorization";
 /// The scheme in front of the token.
@@ -109,23 +110,48 @@ pub struct TlsError {
     pub reason: String,
 }
 
-/// The server TLS settings: certificate and key, and the client CA when client certificates are
-/// required. The files are checked here, at start, so that a bad one stops the bridge with its
-/// flag named instead of failing later as a bare "transport error".
+/// The server TLS settings: certificate and key, ALPN `h2`, and the client CA when client
+/// certificates are required. The files are checked here, at start, so that a bad one stops the
+/// bridge with its flag named instead of failing later as a bare "transport error". The gRPC
+/// listener does the handshakes itself (see the `grpc_transport` module), under its handshake
+/// timeout.
 ///
 /// # Errors
 /// [`TlsError`] naming the flag of an unreadable or unusable file.
-pub fn server_tls(tls: &GrpcTls) -> Result<ServerTlsConfig, TlsError> {
+pub fn server_tls(tls: &GrpcTls) -> Result<Arc<ServerConfig>, TlsError> {
     let cert = read_pem("grpc-tls-cert", &tls.cert)?;
     let key = read_pem("grpc-tls-key", &tls.key)?;
-    check_identity(tls, &cert, &key)?;
-    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-    if let Some(ca) = &tls.client_ca {
-        let pem = read_pem("grpc-client-ca", ca)?;
-        certificates("grpc-client-ca", ca, &pem)?;
-        config = config.client_ca_root(Certificate::from_pem(pem));
+    let (certs, key) = check_identity(tls, &cert, &key)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("grpc-tls-cert", &tls.cert, e))?;
+    let builder = match &tls.client_ca {
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca, provider)?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| tls_error("grpc-tls-key", &tls.key, e))?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A verifier that admits only client certificates signed by a CA of the `--grpc-client-ca` file.
+fn client_verifier(
+    ca: &Path,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let pem = read_pem("grpc-client-ca", ca)?;
+    let mut roots = RootCertStore::empty();
+    for cert in certificates("grpc-client-ca", ca, &pem)? {
+        roots
+            .add(cert)
+            .map_err(|e| tls_error("grpc-client-ca", ca, e))?;
     }
-    Ok(config)
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| tls_error("grpc-client-ca", ca, e))
 }
 
 /// Reads a PEM file.
@@ -148,8 +174,12 @@ fn certificates(
     Ok(certs)
 }
 
-/// Checks that the key parses and belongs to the certificate.
-fn check_identity(tls: &GrpcTls, cert: &[u8], key: &[u8]) -> Result<(), TlsError> {
+/// The certificate chain and the key, once the key parses and belongs to the certificate.
+fn check_identity(
+    tls: &GrpcTls,
+    cert: &[u8],
+    key: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let certs = certificates("grpc-tls-cert", &tls.cert, cert)?;
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
         tls_error(
@@ -161,10 +191,11 @@ fn check_identity(tls: &GrpcTls, cert: &[u8], key: &[u8]) -> Result<(), TlsError
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let signing_key = provider
         .key_provider
-        .load_private_key(key)
+        .load_private_key(key.clone_key())
         .map_err(|e| tls_error("grpc-tls-key", &tls.key, e))?;
-    CertifiedKey::new(certs, signing_key)
+    CertifiedKey::new(certs.clone(), signing_key)
         .keys_match()
+        .map(|()| (certs, key))
         .map_err(|_| {
             tls_error(
                 "grpc-tls-key",

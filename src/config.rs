@@ -74,6 +74,12 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// Most webhook body bytes held in memory across all requests.
     pub max_buffered_bytes: usize,
+    /// Most concurrent gRPC connections, handshakes included.
+    pub grpc_max_connections: usize,
+    /// Time a gRPC client has for the TLS handshake and the HTTP/2 preface.
+    pub grpc_handshake_timeout: Duration,
+    /// Most subscription streams open at once.
+    pub max_streams: usize,
     /// Idle time before a heartbeat.
     pub heartbeat_interval: Duration,
     /// Drain time at shutdown.
@@ -151,6 +157,9 @@ impl Config {
             header_read_timeout: HEADER_READ_TIMEOUT,
             body_read_timeout: Duration::from_secs(10),
             max_buffered_bytes: 64 << 20,
+            grpc_max_connections: crate::grpc_transport::DEFAULT_MAX_CONNECTIONS,
+            grpc_handshake_timeout: crate::grpc_transport::DEFAULT_HANDSHAKE_TIMEOUT,
+            max_streams: crate::subscription::DEFAULT_MAX_STREAMS,
             heartbeat_interval: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(8),
             retention: Policy::default(),

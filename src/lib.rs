@@ -11,6 +11,8 @@ pub mod clerk_api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod fd_budget;
+pub mod grpc_transport;
 pub mod health;
 pub mod ingress;
 pub mod log;

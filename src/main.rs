@@ -7,6 +7,7 @@ use clerk_bridge::{
     Config, Listeners, RunError,
     cli::{Cli, Command, UsageError},
     config::EXIT_BAD_CONFIG,
+    fd_budget,
     log::OpenError,
     run, shutdown, telemetry,
 };
@@ -41,6 +42,8 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e.to_string()),
     };
     telemetry::init(args.log_format);
+    // Before any socket is opened: the caps must fit the descriptors the process may open.
+    fd_budget::raise_and_check(&config);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return failure(&format!("cannot start the runtime: {e}")),

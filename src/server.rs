@@ -7,10 +7,7 @@ use tracing::Instrument;
 
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tonic::{
-    service::interceptor::InterceptedService,
-    transport::{Server, server::TcpIncoming},
-};
+use tonic::service::{Routes, interceptor::InterceptedService};
 use tonic_health::{
     pb::health_server::{Health, HealthServer},
     server::HealthReporter,
@@ -21,6 +18,7 @@ use crate::{
     clerk_api,
     clock::now_ms,
     config::{Config, SecretSource},
+    grpc_transport::{self, GrpcLimits},
     health,
     ingress::{
         self, BodyLimits, HttpLimits, Ingress, MetricsPage, Port,
@@ -43,8 +41,6 @@ use crate::{
 const MAX_GRPC_REQUEST_BYTES: usize = 64 * 1024;
 /// Most connections to the metrics port: scrapers and probes, a handful at a time.
 const METRICS_CONNECTIONS: usize = 64;
-/// HTTP/2 keepalive pings on gRPC connections, so dead clients are noticed.
-const GRPC_KEEPALIVE: Duration = Duration::from_secs(30);
 /// How often the log's data directory is checked while no webhook arrives (each append checks it
 /// too): three `stat` calls.
 const LOG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -78,9 +74,6 @@ pub enum RunError {
     /// A TLS file could not be read.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// The gRPC server failed.
-    #[error("gRPC server failed: {0}")]
-    Grpc(#[from] tonic::transport::Error),
     /// The log's current state could not be rebuilt from its events.
     #[error("cannot rebuild the log's current state: {0}")]
     StateRebuild(#[source] crate::log::WriteError),
@@ -164,17 +157,34 @@ pub async fn run(
         config.heartbeat_interval,
         metrics.clone(),
         tasks.clone(),
+        config.max_streams,
     );
     let syncer = syncer(&config, &log, &metrics, &tasks, &shutdown).await?;
-    let grpc = grpc_server(&config, &shutdown, &tasks)?;
+    let tls = config
+        .grpc_access
+        .tls
+        .as_ref()
+        .map(access::server_tls)
+        .transpose()?;
     let services = Services {
         events,
         sync: SyncServiceImpl::new(syncer),
         health: health_service,
     };
+    let routes = grpc_routes(services, token_check(&config, &shutdown, &tasks)?);
     let grpc = tasks.spawn(
-        serve_grpc(grpc, listeners.grpc, services, streams.clone())
-            .instrument(tracing::info_span!("grpc")),
+        grpc_transport::serve(
+            listeners.grpc,
+            routes,
+            tls,
+            GrpcLimits {
+                max_connections: config.grpc_max_connections,
+                handshake_timeout: config.grpc_handshake_timeout,
+            },
+            metrics.clone(),
+            streams.clone(),
+        )
+        .instrument(tracing::info_span!("grpc")),
     );
     tasks.spawn(
         watch_log(log.clone(), health.clone(), shutdown.clone())
@@ -215,7 +225,7 @@ pub async fn run(
 /// error is returned; running out of time is only logged, since the log still closes after it.
 async fn drain(
     http: JoinHandle<()>,
-    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    grpc: JoinHandle<()>,
     tasks: &TaskTracker,
     grace: Duration,
 ) -> Result<(), RunError> {
@@ -239,7 +249,7 @@ async fn drain(
         );
     }
     http?;
-    grpc??;
+    grpc?;
     Ok(())
 }
 
@@ -344,18 +354,13 @@ fn watch_file<T: Send + Sync + 'static>(
     Ok(file)
 }
 
-/// The gRPC server builder with TLS, and the token check its services share.
-fn grpc_server(
+/// The token check the gRPC services share (none without a token file, whose watcher stops at
+/// shutdown).
+fn token_check(
     config: &Config,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
-) -> Result<(Server, TokenCheck), RunError> {
-    let mut server = Server::builder()
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(GRPC_KEEPALIVE));
-    if let Some(tls) = &config.grpc_access.tls {
-        server = server.tls_config(access::server_tls(tls)?)?;
-    }
+) -> Result<TokenCheck, RunError> {
     let token = match &config.grpc_access.token_file {
         Some(path) => Some(
             watch_file(path, access::parse_token, config, shutdown, tasks).map_err(|reason| {
@@ -367,7 +372,7 @@ fn grpc_server(
         ),
         None => None,
     };
-    Ok((server, TokenCheck::new(token)))
+    Ok(TokenCheck::new(token))
 }
 
 /// Opens the log (migrating a log from before the state existed) and loads the named consumers,
@@ -470,14 +475,9 @@ struct Services<H> {
     health: HealthServer<H>,
 }
 
-/// Serves EventStream, SyncService and reflection (v1 and v1alpha) behind the token check, and
-/// health without it (probes), until `shutdown`.
-async fn serve_grpc<H: Health>(
-    (mut server, token): (Server, TokenCheck),
-    listener: TcpListener,
-    services: Services<H>,
-    shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
+/// EventStream, SyncService and reflection (v1 and v1alpha) behind the token check, and health
+/// without it (probes).
+fn grpc_routes<H: Health>(services: Services<H>, token: TokenCheck) -> Routes {
     let events =
         EventStreamServer::new(services.events).max_decoding_message_size(MAX_GRPC_REQUEST_BYTES);
     let sync =
@@ -490,19 +490,12 @@ async fn serve_grpc<H: Health>(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("embedded descriptor sets are valid");
-    server
-        .add_service(services.health)
+    Routes::new(services.health)
         .add_service(InterceptedService::new(reflection_v1, token.clone()))
         .add_service(InterceptedService::new(reflection_v1alpha, token.clone()))
         .add_service(InterceptedService::new(events, token.clone()))
         .add_service(InterceptedService::new(sync, token))
-        // The builder's `tcp_nodelay` does not reach an incoming stream we pass in: set it here, or
-        // Nagle's algorithm holds small event messages back for milliseconds.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown.cancelled_owned(),
-        )
-        .await
+        .prepare()
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

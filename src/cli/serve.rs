@@ -11,8 +11,10 @@ use super::values;
 use crate::{
     access, clerk_api,
     config::{self, Config, ConfigError, GrpcAccess, GrpcTls, SecretSource},
+    grpc_transport,
     ingress::verify::SigningSecret,
     log::{LogOptions, retention::Policy},
+    subscription,
     telemetry::LogFormat,
 };
 
@@ -64,6 +66,16 @@ pub struct ServeArgs {
     /// it): bounds what many large bodies at once can cost.
     #[arg(long, env = "CLERK_BRIDGE_MAX_BUFFERED_BYTES", default_value = "64MiB", value_parser = values::byte_size)]
     pub max_buffered_bytes: u64,
+    /// Most gRPC connections open at once, handshakes included; one more is closed at once.
+    #[arg(long, env = "CLERK_BRIDGE_GRPC_MAX_CONNECTIONS", default_value_t = grpc_transport::DEFAULT_MAX_CONNECTIONS, value_parser = values::connection_cap)]
+    pub grpc_max_connections: usize,
+    /// Time a gRPC client has to finish the TLS handshake and send the HTTP/2 preface before its
+    /// connection is closed (e.g. `10s`, `500ms`).
+    #[arg(long, env = "CLERK_BRIDGE_GRPC_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = values::duration)]
+    pub grpc_handshake_timeout: Duration,
+    /// Most subscription streams open at once; Subscribe past it is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CLERK_BRIDGE_MAX_STREAMS", default_value_t = subscription::DEFAULT_MAX_STREAMS, value_parser = values::connection_cap)]
+    pub max_streams: usize,
     /// Idle time after which a subscription stream sends a heartbeat (e.g. `15s`, `500ms`).
     #[arg(long, env = "CLERK_BRIDGE_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = values::duration)]
     pub heartbeat_interval: Duration,
@@ -145,6 +157,9 @@ impl ServeArgs {
             max_connections: self.max_connections,
             body_read_timeout: self.body_read_timeout,
             max_buffered_bytes: self.buffered_bytes()?,
+            grpc_max_connections: self.grpc_max_connections,
+            grpc_handshake_timeout: self.grpc_handshake_timeout,
+            max_streams: self.max_streams,
             heartbeat_interval: self.heartbeat_interval,
             shutdown_grace: self.shutdown_grace,
             retention: Policy {
@@ -311,13 +326,26 @@ mod tests {
         assert_eq!(c.max_connections, 1024);
         assert_eq!(c.body_read_timeout, Duration::from_secs(10));
         assert_eq!(c.max_buffered_bytes, 64 << 20);
+        assert_eq!(c.grpc_max_connections, 512);
+        assert_eq!(c.grpc_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_streams, 256);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(15));
         assert_eq!(c.shutdown_grace, Duration::from_secs(8));
     }
 
     #[test]
     fn bad_values_name_their_flag_on_one_line() {
-        let cases: [(&[&str], &str); 13] = [
+        let cases: [(&[&str], &str); 17] = [
+            (&["--grpc-max-connections", "0"], "--grpc-max-connections"),
+            (
+                &["--grpc-handshake-timeout", "0s"],
+                "--grpc-handshake-timeout",
+            ),
+            (
+                &["--grpc-handshake-timeout", "soon"],
+                "--grpc-handshake-timeout",
+            ),
+            (&["--max-streams", "0"], "--max-streams"),
             (&["--http-addr", "nope"], "--http-addr"),
             (&["--grpc-addr", "1.2.3.4"], "--grpc-addr"),
             (&["--webhook-path", "hooks"], "--webhook-path"),

@@ -59,6 +59,7 @@ mod checkpoint;
 mod identity;
 mod paced;
 mod passes;
+mod pool;
 mod reader;
 mod recent;
 mod reservation;
@@ -79,6 +80,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use identity::DataDirIdentity;
 pub use passes::PassUpdate;
+use pool::ReaderPool;
+pub use pool::{POOL_SIZE as READER_POOL_SIZE, ReadError};
 pub use reader::{LogReader, ObjectCursor, StoredConsumer, StoredEvent, StoredObject};
 use recent::RecentEvents;
 use reservation::Reservation;
@@ -227,6 +230,8 @@ pub struct Log {
     reservation: Arc<Reservation>,
     /// Acknowledged events the database no longer held at open.
     events_missing_at_open: u64,
+    /// The read connections subscription streams share (see the `pool` module).
+    readers: Arc<ReaderPool>,
     /// Held (locked) for as long as the log is open.
     _lock: File,
 }
@@ -286,6 +291,7 @@ impl Log {
             positions: positions_rx,
             recent,
             threads: Mutex::new(vec![writer, checkpointer, keeper_thread]),
+            readers: Arc::new(ReaderPool::new(db_path.clone())),
             db_path,
             identity,
             reservation,
@@ -438,6 +444,19 @@ impl Log {
     /// only on disk, to be read with a [`LogReader`]. Never blocks on I/O.
     pub fn recent_after(&self, after: u64, limit: usize) -> Option<Vec<Arc<StoredEvent>>> {
         self.recent.read_after(after, limit)
+    }
+
+    /// Runs `read` on one of the log's shared read connections, off the async workers, waiting
+    /// for one to be free: for short reads by many callers (a subscription's next batch), whose
+    /// connections, memory and file descriptors then stay few (see the `pool` module).
+    ///
+    /// # Errors
+    /// [`ReadError`] when SQLite fails or the read panics.
+    pub async fn read_pooled<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&LogReader) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, ReadError> {
+        self.readers.read(read).await
     }
 
     /// Opens a reader on its own read-only connection.

@@ -49,11 +49,13 @@ pub struct StoredObject {
 /// Where a snapshot read stopped: the last (kind, id) returned, in key order.
 pub type ObjectCursor = (String, String);
 
-/// Up to `limit` events with a sequence greater than `after`, in sequence order.
+/// Up to `limit` events with a sequence greater than `after`, in sequence order, stopping after the
+/// event that brings their encoded size to `max_bytes` (so at least one).
 pub(super) fn events_after(
     conn: &Connection,
     after: i64,
     limit: i64,
+    max_bytes: usize,
 ) -> rusqlite::Result<Vec<StoredEvent>> {
     let mut stmt = conn.prepare_cached(
         "SELECT sequence, event_type, codec_version, event FROM events
@@ -67,7 +69,17 @@ pub(super) fn events_after(
             event: Bytes::from(row.get::<_, Vec<u8>>(3)?),
         })
     })?;
-    rows.collect()
+    let mut events = Vec::new();
+    let mut bytes = 0;
+    for event in rows {
+        let event = event?;
+        bytes += event.event.len();
+        events.push(event);
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(events)
 }
 
 /// A read-only connection to the log. Blocking: use it from `spawn_blocking`.
@@ -91,8 +103,33 @@ impl LogReader {
     /// # Errors
     /// When SQLite fails to read.
     pub fn read_after(&self, after: u64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
+        self.read_after_within(after, limit, usize::MAX)
+    }
+
+    /// As [`LogReader::read_after`], stopping after the event that brings the batch to `max_bytes`
+    /// of encoded events (at least one event): what a caller holds in memory stays bounded however
+    /// large the events are.
+    ///
+    /// # Errors
+    /// When SQLite fails to read.
+    pub fn read_after_within(
+        &self,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> rusqlite::Result<Vec<StoredEvent>> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        events_after(&self.conn, after, i64::try_from(limit).unwrap_or(i64::MAX))
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        events_after(&self.conn, after, limit, max_bytes)
+    }
+
+    /// Frees the connection's page cache: for a reader kept open while its stream may wait a long
+    /// time for a slow client.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn release_memory(&self) -> rusqlite::Result<()> {
+        self.conn.release_memory()
     }
 
     /// Starts a snapshot: a read transaction, so every read until [`LogReader::end_snapshot`] sees
@@ -115,7 +152,22 @@ impl LogReader {
         limit: usize,
         include_deleted: bool,
     ) -> rusqlite::Result<Vec<StoredObject>> {
-        objects_after(&self.conn, after, limit, include_deleted)
+        self.objects_after_within(after, limit, include_deleted, usize::MAX)
+    }
+
+    /// As [`LogReader::objects_after`], stopping after the object whose event brings the batch to
+    /// `max_bytes` (at least one object).
+    ///
+    /// # Errors
+    /// When SQLite fails to read.
+    pub fn objects_after_within(
+        &self,
+        after: Option<&ObjectCursor>,
+        limit: usize,
+        include_deleted: bool,
+        max_bytes: usize,
+    ) -> rusqlite::Result<Vec<StoredObject>> {
+        objects_after(&self.conn, after, limit, include_deleted, max_bytes)
     }
 
     /// Ends a snapshot's read transaction, so the WAL can be checkpointed past it again.
@@ -218,13 +270,14 @@ impl LogReader {
 /// The columns [`stored_object`] reads.
 const OBJECT_COLUMNS: &str = "kind, object_id, deleted, sequence, event_type, codec_version, event";
 
-/// Up to `limit` objects after `after` in (kind, id) order; tombstones only with
-/// `include_deleted`.
+/// Up to `limit` objects after `after` in (kind, id) order, stopping after the one that brings
+/// their events to `max_bytes`; tombstones only with `include_deleted`.
 fn objects_after(
     conn: &Connection,
     after: Option<&ObjectCursor>,
     limit: usize,
     include_deleted: bool,
+    max_bytes: usize,
 ) -> rusqlite::Result<Vec<StoredObject>> {
     let (kind, id) = after.map_or(("", ""), |(k, i)| (k.as_str(), i.as_str()));
     let mut stmt = conn.prepare_cached(&format!(
@@ -235,7 +288,17 @@ fn objects_after(
     ))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = stmt.query_map(params![kind, id, include_deleted, limit], stored_object)?;
-    rows.collect()
+    let mut objects = Vec::new();
+    let mut bytes = 0;
+    for object in rows {
+        let object = object?;
+        bytes += object.event.event.len();
+        objects.push(object);
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(objects)
 }
 
 /// An object row, read as [`OBJECT_COLUMNS`] lists them.

@@ -156,7 +156,7 @@ pub(super) fn rebuild(
     tx.execute("DELETE FROM objects", [])?;
     let mut after = 0_i64;
     loop {
-        let batch = reader::events_after(tx, after, REBUILD_BATCH)?;
+        let batch = reader::events_after(tx, after, REBUILD_BATCH, usize::MAX)?;
         let Some(last) = batch.last() else { break };
         after = i64::try_from(last.sequence).unwrap_or(i64::MAX);
         for stored in &batch {

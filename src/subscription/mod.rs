@@ -1,6 +1,11 @@
 //! The gRPC `clerk.bridge.v1.EventStream` service: subscriptions (each served by a stream task, see
 //! the `stream` module) and the administration of named consumers (commit, list, reset, delete).
+//!
+//! At most `max_streams` streams are open at once (`--max-streams`); Subscribe past them is refused
+//! with RESOURCE_EXHAUSTED, and a stream's slot is given back when its task ends (the client left,
+//! the stream failed, or the bridge shut down).
 
+mod buffer;
 pub mod consumers;
 mod filter;
 mod position;
@@ -9,22 +14,21 @@ pub mod wire;
 
 use std::{
     collections::VecDeque,
-    pin::Pin,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::sync::mpsc;
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use buffer::Outgoing;
 pub use consumers::Consumers;
 use consumers::{ConsumerError, ConsumerSummary};
 pub use filter::{InvalidFilter, TypeFilter};
 use position::Consumer;
-use stream::{Item, Snapshot, StreamTask, Window};
+use stream::{Snapshot, StreamTask, Window};
 
 use crate::{
     clock::timestamp_from_millis,
@@ -37,8 +41,11 @@ use crate::{
     telemetry::metrics::Metrics,
 };
 
-/// Messages buffered per stream between its reader task and the network.
-const STREAM_BUFFER: usize = 32;
+/// Default number of subscription streams open at once (`--max-streams`): with what each stalled
+/// stream may hold (measured at 0.3 to 0.4 MiB with its connection; see the `stream` and `buffer`
+/// modules and the HTTP/2 send buffer) they take about 100 MiB at most, within the 256 MiB the
+/// Kubernetes manifest allows.
+pub const DEFAULT_MAX_STREAMS: usize = 256;
 /// Default cap on a named consumer's delivered-but-uncommitted events.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
 
@@ -57,12 +64,15 @@ pub struct EventStreamService {
     metrics: Arc<Metrics>,
     /// The stream tasks, so that shutdown can wait for each to say goodbye.
     tasks: TaskTracker,
+    /// One permit per stream that may be open; Subscribe past them is refused.
+    slots: Arc<Semaphore>,
 }
 
 // === impl EventStreamService ===
 
 impl EventStreamService {
-    /// A service streaming from `log` until `shutdown`, its stream tasks spawned on `tasks`.
+    /// A service streaming from `log` until `shutdown`, its stream tasks spawned on `tasks`, with
+    /// at most `max_streams` streams open at once.
     pub fn new(
         log: Arc<Log>,
         consumers: Arc<Consumers>,
@@ -70,6 +80,7 @@ impl EventStreamService {
         heartbeat: Duration,
         metrics: Arc<Metrics>,
         tasks: TaskTracker,
+        max_streams: usize,
     ) -> Self {
         EventStreamService {
             log,
@@ -78,17 +89,27 @@ impl EventStreamService {
             heartbeat,
             metrics,
             tasks,
+            slots: Arc::new(Semaphore::new(max_streams)),
         }
     }
 
-    /// Checks the request, takes the consumer's lease, and builds the task that serves it.
-    async fn start(
-        &self,
-        req: SubscribeRequest,
-    ) -> Result<(StreamTask, mpsc::Receiver<Item>), Status> {
+    /// A place for one more stream, or RESOURCE_EXHAUSTED when every one is taken.
+    fn take_slot(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            self.metrics.subscription_refused();
+            Status::resource_exhausted(
+                "too many open subscription streams (--max-streams); retry later",
+            )
+        })
+    }
+
+    /// Checks the request, takes a stream slot and the consumer's lease, and builds the task that
+    /// serves it.
+    async fn start(&self, req: SubscribeRequest) -> Result<(StreamTask, Outgoing), Status> {
         if self.shutdown.is_cancelled() {
             return Err(Status::unavailable("clerk-bridge is shutting down"));
         }
+        let slot = self.take_slot()?;
         let filter = TypeFilter::try_new(&req.event_types)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let start = StartPosition::try_from(req.start)
@@ -114,7 +135,7 @@ impl EventStreamService {
         } else {
             None
         };
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (tx, outgoing) = buffer::channel();
         let task = StreamTask {
             log: self.log.clone(),
             reader: Arc::new(Mutex::new(None)),
@@ -128,8 +149,9 @@ impl EventStreamService {
                 include_tombstones: req.include_tombstones,
             }),
             metrics: self.metrics.clone(),
+            _slot: slot,
         };
-        Ok((task, rx))
+        Ok((task, outgoing))
     }
 
     /// What the registry knows of a named consumer.
@@ -175,7 +197,7 @@ impl EventStreamService {
 
 #[tonic::async_trait]
 impl EventStream for EventStreamService {
-    type SubscribeStream = Pin<Box<dyn Stream<Item = Item> + Send + 'static>>;
+    type SubscribeStream = Outgoing;
 
     async fn subscribe(
         &self,
@@ -183,10 +205,10 @@ impl EventStream for EventStreamService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let req = request.into_inner();
         let span = tracing::info_span!("subscription", consumer = %req.consumer);
-        let (task, rx) = self.start(req).instrument(span.clone()).await?;
+        let (task, outgoing) = self.start(req).instrument(span.clone()).await?;
         tracing::debug!(parent: &span, after = task.cursor, "Subscription started");
         self.tasks.spawn(task.run().instrument(span));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(outgoing))
     }
 
     async fn commit(

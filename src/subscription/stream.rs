@@ -8,6 +8,12 @@
 //! deletes events it has not read: the stream then ends with OUT_OF_RANGE). Events are sent as
 //! stored ([`super::wire`]). For a named consumer the task also stops at `max_in_flight` events
 //! delivered but not committed, and resumes when a commit arrives.
+//!
+//! Memory per stream is bounded for a client that stops reading: disk reads come in batches of at
+//! most `READ_BATCH_BYTES` on the log's shared readers (given back before sending), the buffer is
+//! bounded in bytes (see the `buffer` module), and HTTP/2 buffers little more (see
+//! [`crate::grpc_transport`]). A snapshot keeps a read connection of its own for its transaction,
+//! with its page cache freed after every batch, and closes it when the snapshot ends.
 
 use std::{
     collections::VecDeque,
@@ -16,13 +22,14 @@ use std::{
 };
 
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{OwnedSemaphorePermit, watch},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::{
+    buffer,
     consumers::Lease,
     filter::TypeFilter,
     wire::{Content, EncodedEvent, SubscribeResponse},
@@ -36,6 +43,9 @@ use crate::{
 
 /// Events read from disk per query while catching up.
 const READ_BATCH: usize = 128;
+/// Most bytes of events a stream holds in one batch (read from disk, waiting to be buffered): with
+/// the buffer's own bound, what a stalled stream holds stays below about 200 KiB.
+const READ_BATCH_BYTES: usize = 64 * 1024;
 /// How long the stream task may try to tell a stalled client why the stream ends.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -67,15 +77,15 @@ pub(super) struct Snapshot {
 pub(super) struct StreamTask {
     /// The log, for its positions.
     pub(super) log: Arc<Log>,
-    /// This stream's own read connection, moved into blocking reads; opened when the stream first
-    /// needs the disk, and closed while the log's in-memory tail serves it.
+    /// The read connection of a snapshot (whose reads must share one transaction); opened when
+    /// the snapshot starts and closed when it ends. Other reads use the log's shared readers.
     pub(super) reader: Arc<Mutex<Option<LogReader>>>,
     /// The last sequence passed to the subscriber (or skipped by the filter).
     pub(super) cursor: u64,
     /// Which types to send.
     pub(super) filter: TypeFilter,
     /// The stream's bounded buffer.
-    pub(super) tx: mpsc::Sender<Item>,
+    pub(super) tx: buffer::Sender,
     /// Cancelled when the bridge shuts down.
     pub(super) shutdown: CancellationToken,
     /// Idle time after which a heartbeat is sent.
@@ -86,6 +96,8 @@ pub(super) struct StreamTask {
     pub(super) snapshot: Option<Snapshot>,
     /// Where deliveries are counted.
     pub(super) metrics: Arc<Metrics>,
+    /// The stream's place under the cap on open streams, given back when the task ends.
+    pub(super) _slot: OwnedSemaphorePermit,
 }
 
 /// Why the task stopped.
@@ -114,6 +126,7 @@ impl StreamTask {
             }
             Stop::Failed(status) => status,
         };
+        self.close_reader();
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.tx.send(Err(status))).await;
     }
 
@@ -180,6 +193,7 @@ impl StreamTask {
         self.send(start_marker(self.cursor, positions)).await?;
         let objects = self.send_objects(snapshot).await?;
         self.blocking_read(LogReader::end_snapshot).await?;
+        self.close_reader();
         self.send(snapshot_end(self.cursor, objects)).await
     }
 
@@ -193,9 +207,18 @@ impl StreamTask {
         loop {
             let from = after.take();
             let tombstones = snapshot.include_tombstones;
+            // The batch is held while a slow client takes it; the connection's page cache need not
+            // be as well.
             let batch = self
                 .blocking_read(move |reader| {
-                    reader.objects_after(from.as_ref(), READ_BATCH, tombstones)
+                    let batch = reader.objects_after_within(
+                        from.as_ref(),
+                        READ_BATCH,
+                        tombstones,
+                        READ_BATCH_BYTES,
+                    );
+                    reader.release_memory()?;
+                    batch
                 })
                 .await?;
             let Some(last) = batch.last() else {
@@ -295,24 +318,36 @@ impl StreamTask {
     /// them (a stream at or near the head), else from disk, off the async workers.
     async fn read_batch(&self) -> Result<Vec<Arc<StoredEvent>>, Stop> {
         if let Some(recent) = self.log.recent_after(self.cursor, READ_BATCH) {
-            // No disk read is due for a while; don't keep the connection's page cache.
-            if let Ok(mut reader) = self.reader.try_lock() {
-                reader.take();
-            }
             return Ok(recent);
         }
         let stored = self.read_from_disk().await?;
         Ok(stored.into_iter().map(Arc::new).collect())
     }
 
-    /// Reads up to [`READ_BATCH`] events after the cursor with this stream's own connection.
+    /// Reads up to [`READ_BATCH`] events (at most about [`READ_BATCH_BYTES`]) after the cursor
+    /// with one of the log's shared readers, given back before the events are sent.
     async fn read_from_disk(&self) -> Result<Vec<StoredEvent>, Stop> {
         let cursor = self.cursor;
-        self.blocking_read(move |reader| reader.read_after(cursor, READ_BATCH))
+        self.log
+            .read_pooled(move |reader| {
+                reader.read_after_within(cursor, READ_BATCH, READ_BATCH_BYTES)
+            })
             .await
+            .map_err(|error| {
+                tracing::error!(%error, "Log read failed; ending the stream");
+                Stop::Failed(Status::internal("could not read the log"))
+            })
     }
 
-    /// Runs `read` on this stream's own connection (opened on first use), off the async workers.
+    /// Closes the snapshot's connection.
+    fn close_reader(&self) {
+        self.reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    /// Runs `read` on the snapshot's connection (opened on first use), off the async workers.
     async fn blocking_read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&mut LogReader) -> rusqlite::Result<T> + Send + 'static,
@@ -341,7 +376,7 @@ impl StreamTask {
     /// Sends one message, giving up if the client leaves or the bridge shuts down meanwhile.
     async fn send(&self, message: SubscribeResponse) -> Result<(), Stop> {
         tokio::select! {
-            sent = self.tx.send(Ok(message)) => sent.map_err(|_| Stop::ClientGone),
+            sent = self.tx.send(Ok(message)) => sent.map_err(|buffer::Closed| Stop::ClientGone),
             () = self.shutdown.cancelled() => Err(Stop::Shutdown),
         }
     }

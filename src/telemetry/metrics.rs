@@ -153,12 +153,52 @@ pub struct Metrics {
     subscriptions: Gauge,
     /// Events sent to subscribers.
     delivered: Counter,
+    /// Subscriptions refused because `--max-streams` were open.
+    subscriptions_refused: Counter,
+    /// Open gRPC connections (handshakes included).
+    grpc_connections: Gauge,
+    /// gRPC connections closed before serving, by reason.
+    grpc_rejected: Family<ConnectionLabels, Counter>,
     /// Events after each named consumer's committed sequence.
     consumer_lag: Family<ConsumerLabels, Gauge<u64, AtomicU64>>,
     /// Objects backfill and reconciliation passes handled, by pass and outcome.
     sync_objects: Family<SyncObjectLabels, Counter>,
     /// Backfill and reconciliation passes that ended, by pass and result.
     sync_passes: Family<SyncPassLabels, Counter>,
+}
+
+/// Why a gRPC connection was closed before it served anything.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum ConnectionRejected {
+    /// `--grpc-max-connections` were already open.
+    OverCap,
+    /// The TLS handshake or the HTTP/2 preface did not arrive within `--grpc-handshake-timeout`.
+    HandshakeTimeout,
+    /// The TLS handshake failed, or the client did not speak HTTP/2.
+    BadHandshake,
+}
+
+impl ConnectionRejected {
+    /// The Prometheus label value (snake_case, stable across releases).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionRejected::OverCap => "over_cap",
+            ConnectionRejected::HandshakeTimeout => "handshake_timeout",
+            ConnectionRejected::BadHandshake => "bad_handshake",
+        }
+    }
+}
+
+impl EncodeLabelValue for ConnectionRejected {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.as_str().encode(encoder)
+    }
+}
+
+/// Labels of the rejected gRPC connection counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    reason: ConnectionRejected,
 }
 
 /// Labels of the sync object counter: closed sets of values.
@@ -194,6 +234,9 @@ impl Metrics {
         let events_missing_at_open = Gauge::default();
         let subscriptions = Gauge::default();
         let delivered = Counter::default();
+        let subscriptions_refused = Counter::default();
+        let grpc_connections = Gauge::default();
+        let grpc_rejected = Family::default();
         let consumer_lag = Family::default();
         let sync_objects = Family::default();
         let sync_passes = Family::default();
@@ -243,6 +286,21 @@ impl Metrics {
             subscriptions.clone(),
         );
         registry.register(
+            "subscriptions_refused",
+            "Subscriptions refused with RESOURCE_EXHAUSTED because --max-streams were open",
+            subscriptions_refused.clone(),
+        );
+        registry.register(
+            "grpc_connections_active",
+            "Open gRPC connections, handshakes included",
+            grpc_connections.clone(),
+        );
+        registry.register(
+            "grpc_connections_rejected",
+            "gRPC connections closed before serving: over --grpc-max-connections, handshake too slow or failed",
+            grpc_rejected.clone(),
+        );
+        registry.register(
             "events_delivered",
             "Events sent to subscribers",
             delivered.clone(),
@@ -262,6 +320,9 @@ impl Metrics {
             events_missing_at_open,
             subscriptions,
             delivered,
+            subscriptions_refused,
+            grpc_connections,
+            grpc_rejected,
             consumer_lag,
             sync_objects,
             sync_passes,
@@ -300,6 +361,26 @@ impl Metrics {
         SubscriptionGuard {
             metrics: self.clone(),
         }
+    }
+
+    /// Counts a subscription refused for want of a stream slot.
+    pub fn subscription_refused(&self) {
+        self.subscriptions_refused.inc();
+    }
+
+    /// A gRPC connection was accepted; it is uncounted when the guard drops.
+    pub fn grpc_connection_opened(self: &std::sync::Arc<Self>) -> ConnectionGuard {
+        self.grpc_connections.inc();
+        ConnectionGuard {
+            metrics: self.clone(),
+        }
+    }
+
+    /// Counts a gRPC connection closed before it served anything.
+    pub fn grpc_connection_rejected(&self, reason: ConnectionRejected) {
+        self.grpc_rejected
+            .get_or_create(&ConnectionLabels { reason })
+            .inc();
     }
 
     /// Counts `n` events sent to a subscriber.
@@ -343,5 +424,18 @@ pub struct SubscriptionGuard {
 impl Drop for SubscriptionGuard {
     fn drop(&mut self) {
         self.metrics.subscriptions.dec();
+    }
+}
+
+/// Keeps a gRPC connection counted in `grpc_connections_active` while alive.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    /// The metrics to update on drop.
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics.grpc_connections.dec();
     }
 }

@@ -11,6 +11,7 @@ mod edge;
 mod fake_clerk;
 mod fixtures;
 mod lifecycle;
+mod limits;
 mod operations;
 mod process;
 mod snapshot;

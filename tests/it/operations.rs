@@ -18,8 +18,8 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use crate::{
     process::{BridgeProcess, Poster, clerk_bridge, user_created},
     support::{
-        Body, OTHER_SECRET, SECRET, TestBridge, event_body, now_secs, signed_headers, svix_headers,
-        within,
+        Body, OTHER_SECRET, SECRET, TestBridge, assert_closed, event_body, now_secs,
+        signed_headers, svix_headers, within,
     },
 };
 
@@ -331,7 +331,13 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
         key: write("server.key", &server_key),
         client_ca: Some(write("ca.pem", &ca.ca_pem)),
     };
-    let bridge = TestBridge::start_with(|c| c.grpc_access.tls = Some(tls)).await;
+    let bridge = TestBridge::start_with(|c| {
+        c.grpc_access.tls = Some(tls);
+        c.grpc_handshake_timeout = Duration::from_secs(2);
+    })
+    .await;
+    // A client that never starts its TLS handshake is dropped after the handshake timeout.
+    let mut silent = tokio::net::TcpStream::connect(bridge.grpc).await.unwrap();
 
     let client = ca.leaf(&["app"]);
     let good = tls_channel(&bridge, &ca.ca_pem, Some(&client))
@@ -346,6 +352,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
             assert_ne!(subscribe_with_token(channel, None).await, Code::Ok);
         }
     }
+    assert_closed(&mut silent).await;
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! keep-alive HTTP client that posts signed webhooks to it: for crash, shutdown and load tests.
 
 use std::{
-    ffi::OsStr,
+    ffi::{OsStr, OsString},
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
@@ -55,21 +55,26 @@ impl BridgeProcess {
     ) -> Self {
         let mut environment = vec![("CLERK_WEBHOOK_SIGNING_SECRET", SECRET)];
         environment.extend_from_slice(env);
-        let mut child = clerk_bridge(
-            &environment,
-            [
-                "serve",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--grpc-addr",
-                "127.0.0.1:0",
-            ],
-        )
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(extra)
-        .spawn()
-        .expect("the binary starts");
+        let mut command = clerk_bridge(&environment, serve_args(data_dir, extra));
+        Self::launch(&mut command).await
+    }
+
+    /// As [`BridgeProcess::start`], started by `sh` after the shell command `setup` (such as
+    /// `ulimit -Sn 256`), whose effect the bridge inherits.
+    pub(crate) async fn start_after_shell(data_dir: &Path, setup: &str, extra: &[&str]) -> Self {
+        let mut args = vec![
+            OsString::from("-c"),
+            OsString::from(format!("{setup} && exec \"$0\" \"$@\"")),
+            OsString::from(env!("CARGO_BIN_EXE_clerk-bridge")),
+        ];
+        args.extend(serve_args(data_dir, extra));
+        let env = [("CLERK_WEBHOOK_SIGNING_SECRET", SECRET)];
+        Self::launch(&mut command("sh", &env, args)).await
+    }
+
+    /// Spawns `command` and waits until the bridge listens.
+    async fn launch(command: &mut Command) -> Self {
+        let mut child = command.spawn().expect("the binary starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::default();
         let (http, grpc, log_reader) =
@@ -81,6 +86,13 @@ impl BridgeProcess {
             log,
             log_reader: Some(log_reader),
         }
+    }
+
+    /// The number of file descriptors the process has open.
+    pub(crate) fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
     }
 
     /// The log lines read so far, the `Listening` line included. Complete once
@@ -125,12 +137,22 @@ impl BridgeProcess {
 
     /// The process's peak resident set size in KiB (`VmHWM`).
     pub(crate) fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// The process's resident set size in KiB (`VmRSS`).
+    pub(crate) fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A size in KiB from `/proc/PID/status`, such as `VmHWM:`.
+    fn status_kib(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status")
+            .unwrap_or_else(|| panic!("{key} in /proc/PID/status"))
     }
 
     /// A gRPC client.
@@ -141,13 +163,40 @@ impl BridgeProcess {
     }
 }
 
+/// The arguments of `serve` on loopback port-0 listeners and `data_dir`, then `extra`.
+fn serve_args(data_dir: &Path, extra: &[&str]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = [
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    args.push(data_dir.as_os_str().to_owned());
+    args.extend(extra.iter().map(OsString::from));
+    args
+}
+
 /// `clerk-bridge ARGS` with only `env` in its environment (so the binary's defaults apply): stdin
 /// empty, stdout discarded, stderr piped, killed when dropped.
 pub(crate) fn clerk_bridge<S: AsRef<OsStr>>(
     env: &[(&str, &str)],
     args: impl IntoIterator<Item = S>,
 ) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clerk-bridge"));
+    command(env!("CARGO_BIN_EXE_clerk-bridge"), env, args)
+}
+
+/// `program ARGS` as [`clerk_bridge`] runs the binary.
+fn command<S: AsRef<OsStr>>(
+    program: &str,
+    env: &[(&str, &str)],
+    args: impl IntoIterator<Item = S>,
+) -> Command {
+    let mut command = Command::new(program);
     command
         .env_clear()
         .envs(env.iter().copied())

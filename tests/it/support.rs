@@ -244,6 +244,22 @@ pub(crate) fn raise_fd_limit(wanted: u64) {
     }
 }
 
+/// Waits until the bridge closes `connection` (end of stream or reset).
+pub(crate) async fn assert_closed(connection: &mut TcpStream) {
+    let mut buf = [0; 256];
+    loop {
+        match within(
+            "the bridge to close the connection",
+            connection.read(&mut buf),
+        )
+        .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Sends one HTTP/1.1 request on a new connection and reads the answer.
 ///
 /// The body is written while the answer is read, so a server that answers before reading the whole

@@ -196,3 +196,33 @@ fn the_data_directory_and_its_files_are_the_owners_alone() {
     }
     log.close();
 }
+
+#[test]
+fn pooled_reads_share_a_few_readers_and_batches_stop_at_their_byte_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(dir.path(), LogOptions::default()).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    for id in ["a", "b", "c"] {
+        rt.block_on(log.append(record(id))).unwrap();
+    }
+    let reads: Vec<_> = (0..4 * READER_POOL_SIZE)
+        .map(|_| {
+            let log = log.clone();
+            rt.spawn(async move {
+                log.read_pooled(|reader| reader.read_after_within(0, 10, 2))
+                    .await
+            })
+        })
+        .collect();
+    for read in reads {
+        // Each event is one byte: the batch stops at the second.
+        let batch = rt.block_on(read).unwrap().unwrap();
+        assert_eq!(batch.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2]);
+    }
+    let idle = log.readers.idle.lock().unwrap().len();
+    assert!((1..=READER_POOL_SIZE).contains(&idle), "{idle} readers");
+    log.close();
+}
