@@ -334,6 +334,20 @@ mod tests {
     }
 
     #[test]
+    fn help_warns_that_secrets_given_as_flags_show_in_the_process_list() {
+        let help = Cli::try_parse_from(["clerk-bridge", "serve", "--help"])
+            .unwrap_err()
+            .to_string();
+        for flag in ["--signing-secret <", "--clerk-secret-key <"] {
+            let text = &help[help
+                .find(flag)
+                .unwrap_or_else(|| panic!("{flag} in {help}"))..];
+            let entry = &text[..text[2..].find("\n  -").map_or(text.len(), |end| end + 2)];
+            assert!(entry.contains("shows in `ps`"), "{entry}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_their_flag_on_one_line() {
         let cases: [(&[&str], &str); 17] = [
             (&["--grpc-max-connections", "0"], "--grpc-max-connections"),
