@@ -10,8 +10,9 @@
 
 use crate::{config::Config, log::READER_POOL_SIZE};
 
-/// HTTP connections accepted beyond `--max-connections` for probes and scrapes.
-pub const PROBE_RESERVE: u64 = 64;
+/// HTTP connections beyond `--max-connections`: the one accepted while the longest-waiting
+/// connection makes room for it, and those of the metrics port (`--metrics-addr`, at most 64).
+pub const HTTP_BEYOND_CAP: u64 = 1 + 64;
 /// Descriptors of one read connection: the database and its write-ahead log.
 const FDS_PER_READER: u64 = 2;
 /// Descriptors besides connections and readers: standard streams, the runtime's epoll and wakers,
@@ -30,14 +31,14 @@ pub struct Budget {
     pub needed: u64,
 }
 
-/// What the flags of `config` may need at once: every HTTP connection (plus probes), every gRPC
+/// What the flags of `config` may need at once: every HTTP connection (metrics port included), every gRPC
 /// connection, a read connection per stream (the worst case: every stream reading a snapshot), the
 /// log's shared readers, and the base.
 pub fn needed(config: &Config) -> u64 {
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     let readers = count(config.max_streams).saturating_add(count(READER_POOL_SIZE));
     count(config.max_connections)
-        .saturating_add(PROBE_RESERVE)
+        .saturating_add(HTTP_BEYOND_CAP)
         .saturating_add(count(config.grpc_max_connections))
         .saturating_add(readers.saturating_mul(FDS_PER_READER))
         .saturating_add(BASE)
@@ -90,10 +91,10 @@ mod tests {
         config.max_connections = 1024;
         config.grpc_max_connections = 512;
         config.max_streams = 256;
-        // 1024 + 64 probes + 512 + 2 × (256 + 8 pooled readers) + 64.
-        assert_eq!(needed(&config), 1024 + 64 + 512 + 2 * (256 + 8) + 64);
+        // 1024 + 65 beyond the cap + 512 + 2 × (256 + 8 pooled readers) + 64.
+        assert_eq!(needed(&config), 1024 + 65 + 512 + 2 * (256 + 8) + 64);
         config.max_streams = 1;
-        assert_eq!(needed(&config), 1024 + 64 + 512 + 2 * 9 + 64);
+        assert_eq!(needed(&config), 1024 + 65 + 512 + 2 * 9 + 64);
         config.max_connections = usize::MAX;
         assert_eq!(needed(&config), u64::MAX);
     }
