@@ -2,10 +2,11 @@
 //!
 //! Bounds, so that a client without a signature and with little bandwidth cannot stall the bridge:
 //! connections are capped, and at the cap the one that has waited longest on its client is closed
-//! to make room ([`connections`]); headers must arrive within a timeout (also between requests on
-//! a kept-alive connection); the signature headers are checked before the body is read; bodies have
-//! a size cap, a deadline and a shared byte budget ([`body`]). Shutdown stops accepting, then lets
-//! in-flight requests finish (their appends included) within the grace period.
+//! to make room (the `connections` module); headers must arrive within a timeout (also between
+//! requests on a kept-alive connection); the signature headers are checked before the body is
+//! read; bodies have a size cap, a deadline and a shared byte budget (the `body` module). Shutdown
+//! stops accepting, then lets in-flight requests finish (their appends included) within the grace
+//! period.
 
 mod body;
 mod budget;
