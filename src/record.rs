@@ -27,8 +27,9 @@ const SEQUENCE_FIELD: u32 = 1;
 /// History: 1 typed users only; 2 typed every Clerk event family and added `object_version` and
 /// `deleted`; 3 typed every property of Clerk's published schemas, the legacy and mixed Google
 /// account shapes, times in seconds inside `data`, and bounded the event's size
-/// (`omitted_fields`).
-pub const CODEC_VERSION: u32 = 3;
+/// (`omitted_fields`); 4 typed a user's `organization_memberships` beside the user
+/// (`UserEvent.organization_memberships`, `Session.user_organization_memberships`).
+pub const CODEC_VERSION: u32 = 4;
 
 /// Why a stored record could not be turned back into an event.
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +176,27 @@ mod tests {
         };
         let fields = fields(&stored(CODEC_VERSION - 1, encode(&old))).unwrap();
         assert_eq!(Event::decode(fields).unwrap(), event());
+    }
+
+    #[test]
+    fn a_user_stored_before_memberships_were_typed_gets_them() {
+        use crate::proto::event::Payload;
+        let body = r#"{"type":"user.updated","data":{"id":"user_1",
+            "organization_memberships":[{"id":"orgmem_1","organization":{"id":"org_1"}}]}}"#;
+        let mut old = clerk::decode_event(body).unwrap();
+        if let Some(Payload::User(user)) = &mut old.payload {
+            user.organization_memberships.clear();
+        }
+        let fields = fields(&stored(3, encode(&old))).unwrap();
+        let Some(Payload::User(user)) = Event::decode(fields).unwrap().payload else {
+            panic!("a user event");
+        };
+        let typed: Vec<_> = user
+            .organization_memberships
+            .iter()
+            .map(|m| &m.id)
+            .collect();
+        assert_eq!(typed, ["orgmem_1"]);
     }
 
     #[test]

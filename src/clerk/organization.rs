@@ -6,12 +6,13 @@
 //! a membership's `user_id` and `organization_id` are copied from `public_user_data.user_id` and
 //! `organization.id`, so consumers can key memberships without digging. `organization.deleted` and
 //! `organizationDomain.deleted` carry Clerk's `DeletedObject`; `organizationMembership.deleted`
-//! carries the full membership as it was.
+//! carries the full membership as it was. A user's `organization_memberships` (in `user.*` and
+//! session events) are converted by the same function, as [`memberships_of_user`].
 
 use super::common::deleted_object_from_json;
 use super::json::{
-    Object, bool_or_false, known_enum, opt_bool, opt_i64, opt_object, opt_string, opt_struct,
-    string_or_empty, strings, timestamp_ms,
+    Object, bool_or_false, known_enum, objects, opt_bool, opt_i64, opt_object, opt_string,
+    opt_struct, string_or_empty, strings, timestamp_ms,
 };
 use super::user::verification_at;
 use crate::proto::{
@@ -197,6 +198,17 @@ fn public_user_data(obj: &Object) -> PublicUserData {
         banned: opt_bool(obj, "banned"),
         deprovisioned: opt_bool(obj, "deprovisioned"),
     }
+}
+
+/// The memberships a user object lists in `organization_memberships`, converted as the `data` of
+/// `organizationMembership.*` events is. `User` cannot hold them (see `UserEvent`'s proto), so the
+/// message holding the user types them beside it.
+pub(super) fn memberships_of_user(user: &Object) -> Vec<OrganizationMembership> {
+    objects(
+        user,
+        "organization_memberships",
+        organization_membership_from_json,
+    )
 }
 
 /// Converts the `data` of an `organizationMembership.*` event, deriving the user and organization

@@ -2,7 +2,9 @@
 //!
 //! Every proto field is read from the Clerk JSON field of the same name through the lenient
 //! accessors in [`super::json`]; `*_at` fields are int64 milliseconds. The embedded `user` (sent
-//! since late 2025) is converted exactly as a `user.updated` payload; older payloads leave it absent.
+//! since late 2025) is converted exactly as a `user.updated` payload, its `organization_memberships`
+//! into `user_organization_memberships` beside it; older payloads leave `user` absent and the
+//! memberships empty.
 //! `status` is kept as sent, and typed into `known_status` when it is one of Clerk's documented
 //! values.
 
@@ -10,6 +12,7 @@ use super::json::{
     Object, bool_or_false, known_enum, objects, opt_object, opt_string, opt_struct,
     string_or_empty, timestamp_ms,
 };
+use super::organization::memberships_of_user;
 use super::user::user_from_json;
 use crate::proto::{
     Session, SessionActivity, SessionEvent, SessionStatus, SessionTask, session_event::Change,
@@ -53,6 +56,9 @@ pub(super) fn session_from_json(data: &Object) -> Session {
         created_at: timestamp_ms(data, "created_at"),
         updated_at: timestamp_ms(data, "updated_at"),
         user: opt_object(data, "user").map(user_from_json),
+        user_organization_memberships: opt_object(data, "user")
+            .map(memberships_of_user)
+            .unwrap_or_default(),
         tasks: objects(data, "tasks", session_task),
     }
 }

@@ -12,6 +12,10 @@
 //! `external_account_id`). Every shape fills the same typed fields, so consumers key linked
 //! accounts the same way whatever the payload's age.
 //!
+//! A user's `organization_memberships` are typed beside the [`User`], on the message that holds it
+//! (`UserEvent`, or `Session` for the embedded user), by [`memberships_of_user`]: `User` cannot
+//! hold an `OrganizationMembership` without an import cycle between the proto files.
+//!
 //! The conversion keeps Clerk's order of list entries. The primary email address is the entry whose
 //! id equals `primary_email_address_id`, not necessarily the first, so nothing here reorders lists.
 
@@ -19,6 +23,7 @@ use super::json::{
     Object, bool_or_false, first_string, known_enum, objects, opt_bool, opt_i64, opt_object,
     opt_string, opt_struct, string_or_empty, strings, timestamp_ms,
 };
+use super::organization::memberships_of_user;
 use crate::proto::{
     ClerkError, DeletedUser, EmailAddress, EnterpriseAccount, ExternalAccount, IdentificationLink,
     Passkey, PhoneNumber, SamlAccount, ScimUserMetadata, SsoConnection, User, UserEvent,
@@ -31,7 +36,8 @@ const LEGACY_GOOGLE_OBJECT: &str = "google_account";
 /// The provider of Google accounts, as the current shape names it.
 const GOOGLE_PROVIDER: &str = "oauth_google";
 
-/// The typed change of a `user.{action}` event, or `None` for an action this version does not know.
+/// The typed change of a `user.{action}` event, with the user's memberships beside it, or `None`
+/// for an action this version does not know.
 pub(crate) fn user_event(action: &str, data: &Object) -> Option<UserEvent> {
     let change = match action {
         "created" => Change::Created(user_from_json(data)),
@@ -41,6 +47,7 @@ pub(crate) fn user_event(action: &str, data: &Object) -> Option<UserEvent> {
     };
     Some(UserEvent {
         change: Some(change),
+        organization_memberships: memberships_of_user(data),
     })
 }
 

@@ -154,6 +154,7 @@ fn assert_payload(event: &Event, json: &Value) {
     let change = match &event.payload {
         Some(Payload::User(UserEvent {
             change: Some(change),
+            ..
         })) => change,
         other => {
             let event_type = &event.r#type;
@@ -184,6 +185,7 @@ fn created_user(event: &Event) -> &User {
     match &event.payload {
         Some(Payload::User(UserEvent {
             change: Some(Change::Created(user)),
+            ..
         })) => user,
         other => panic!("not a user.created payload: {other:?}"),
     }

@@ -36,6 +36,7 @@ fn expanding_bodies() -> Vec<(&'static str, String)> {
     let deep = format!("{}0{}", "[".repeat(24), "]".repeat(24));
     let accounts = r#"{"id":"eac_1","provider":"oauth_google","public_metadata":{"a":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}}"#;
     let session = r#"{"type":"session.created","object":"event","timestamp":1716883200,"data":{"id":"sess_1","user":{"id":"user_1","unsafe_metadata":{"a":["#;
+    let memberships = r#"{"id":"orgmem_1","public_metadata":{"a":[0,0,0,0,0,0,0,0,0,0]},"organization":{"id":"org_1","private_metadata":{"a":[0,0,0,0,0,0,0,0,0,0]}}}"#;
     vec![
         (
             "an array of small numbers",
@@ -56,6 +57,10 @@ fn expanding_bodies() -> Vec<(&'static str, String)> {
         (
             "metadata of an embedded user",
             body_at_cap(session, "0", "]}}}}"),
+        ),
+        (
+            "metadata of memberships beside the user",
+            user_body(r#""organization_memberships":["#, memberships, "]"),
         ),
         (
             "typed fields of megabytes",
@@ -173,9 +178,37 @@ fn only_the_largest_structs_are_left_out() {
 }
 
 #[test]
+fn metadata_of_memberships_beside_the_user_is_left_out() {
+    let bodies = expanding_bodies();
+    let (name, body) = &bodies[5];
+    assert_eq!(*name, "metadata of memberships beside the user");
+    let event = decode_event(body).unwrap();
+    let is_membership_struct = |path: &String| {
+        path.starts_with("user.organization_memberships[")
+            && (path.ends_with("].public_metadata")
+                || path.ends_with("].organization.private_metadata"))
+    };
+    assert!(event.omitted_fields.len() > 1, "{:?}", event.omitted_fields);
+    assert!(
+        event.omitted_fields.iter().all(is_membership_struct),
+        "{:?}",
+        event.omitted_fields
+    );
+    let Some(Payload::User(user)) = &event.payload else {
+        panic!("the typed user and memberships stay");
+    };
+    let kept = user.organization_memberships.len();
+    assert_eq!(
+        kept,
+        body.matches("orgmem_1").count(),
+        "every membership stays"
+    );
+}
+
+#[test]
 fn typed_fields_of_megabytes_leave_the_payload_out() {
     let bodies = expanding_bodies();
-    let event = decode_event(&bodies[5].1).unwrap();
+    let event = decode_event(&bodies[6].1).unwrap();
     assert_eq!(event.omitted_fields, ["user"]);
     assert_eq!(event.payload, None);
     assert_eq!(

@@ -29,9 +29,11 @@ fn state_after(event: &Event) -> Option<User> {
     match &event.payload {
         Some(Payload::User(UserEvent {
             change: Some(Change::Created(user) | Change::Updated(user)),
+            ..
         })) => Some(user.clone()),
         Some(Payload::User(UserEvent {
             change: Some(Change::Deleted(_)),
+            ..
         })) => None,
         other => panic!("not a user event: {other:?}"),
     }

@@ -15,6 +15,7 @@ fn user_of(event: &Event) -> &User {
     match &event.payload {
         Some(Payload::User(UserEvent {
             change: Some(Change::Created(user) | Change::Updated(user)),
+            ..
         })) => user,
         other => panic!("not a created or updated user: {other:?}"),
     }
@@ -32,7 +33,8 @@ fn user_created_fixture_is_typed() {
     assert!(matches!(
         &event.payload,
         Some(Payload::User(UserEvent {
-            change: Some(Change::Created(_))
+            change: Some(Change::Created(_)),
+            ..
         }))
     ));
     let user = user_of(&event);
@@ -94,7 +96,8 @@ fn user_updated_fixture_is_typed() {
     assert!(matches!(
         &event.payload,
         Some(Payload::User(UserEvent {
-            change: Some(Change::Updated(_))
+            change: Some(Change::Updated(_)),
+            ..
         }))
     ));
     let user = user_of(&event);
@@ -136,7 +139,11 @@ fn user_deleted_fixture_is_a_deleted_user() {
         external_id: Some("ex_123456789".into()),
     };
     let change = Some(Change::Deleted(expected));
-    assert_eq!(event.payload, Some(Payload::User(UserEvent { change })));
+    let expected = UserEvent {
+        change,
+        ..UserEvent::default()
+    };
+    assert_eq!(event.payload, Some(Payload::User(expected)));
 }
 
 #[test]
@@ -228,6 +235,7 @@ fn user_event_without_object_data_has_no_payload() {
     assert_eq!(numeric_id.object_id, "");
     let expected = Some(Payload::User(UserEvent {
         change: Some(Change::Deleted(DeletedUser::default())),
+        ..UserEvent::default()
     }));
     assert_eq!(numeric_id.payload, expected);
 }
@@ -362,6 +370,7 @@ fn a_body_nested_past_serde_jsons_limit_is_still_an_event() {
         assert_eq!(event.payload_json, body, "the body travels verbatim");
         let Some(Payload::User(UserEvent {
             change: Some(Change::Updated(user)),
+            ..
         })) = &event.payload
         else {
             panic!("not an updated user: {:?}", event.payload)

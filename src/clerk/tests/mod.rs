@@ -15,6 +15,7 @@ mod convergence;
 mod coverage;
 mod envelope;
 mod families;
+mod memberships;
 mod properties;
 mod spec;
 mod versions;

@@ -4,6 +4,9 @@
 //! proto field of its name in the compiled descriptors, of a matching kind (an object is a message,
 //! an array is repeated), down through nested objects. The next property Clerk adds to its schemas
 //! fails this test instead of being lost silently. Deliberate exceptions are the short lists below.
+//!
+//! The walk knows how it reached each message (the holding message and its field), so that a
+//! property typed beside its object, on the holder, is matched there ([`TYPED_BESIDE`]).
 
 use super::coverage::{field_type, messages, snake_case};
 use prost_types::{
@@ -24,9 +27,10 @@ const BACKEND_API_SPEC: &str = "bapi-2026-05-12.yml";
 
 /// Backend API schemas walked, and the proto message each is typed as: the objects backfill reads
 /// (users, organizations with the deprecated `logo_url`, memberships), and the objects whose
-/// Backend API shape has more than their webhook shape.
+/// Backend API shape has more than their webhook shape. `Holder.field` names the message of that
+/// field, reached through it: backfill delivers a user as the `updated` of a `user.updated` event.
 const BACKEND_API_OBJECTS: &[(&str, &str)] = &[
-    ("User", "User"),
+    ("User", "UserEvent.updated"),
     ("OrganizationWithLogo", "Organization"),
     ("OrganizationMembership", "OrganizationMembership"),
     ("Session", "Session"),
@@ -52,12 +56,38 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
         "slug",
         "the spec's DeletedObject serves every kind, and users have no slug",
     ),
+];
+
+/// Properties typed on the message that holds their object, beside it, because the object's own
+/// message cannot hold them: (message, property, holder, the holder's field of the object, the
+/// holder's field of the property). A message reached through any other field has no place for
+/// the property, and the walk reports it.
+///
+/// A user's `organization_memberships`: `OrganizationMembership` lives in organization.proto,
+/// which imports user.proto, so `User` cannot hold one (protobuf allows no import cycle, and
+/// moving messages between files breaks generated code). They are typed on the event beside the
+/// user: on `UserEvent` for `user.*` events (and backfilled users), on `Session` for its `user`.
+const TYPED_BESIDE: &[(&str, &str, &str, &str, &str)] = &[
     (
         "User",
         "organization_memberships",
-        "its message lives in organization.proto, which imports user.proto (protobuf allows no \
-         import cycle, and moving messages between files breaks generated code); memberships are \
-         typed in organizationMembership.* events and backfill, and stay in payload_json here",
+        "UserEvent",
+        "created",
+        "organization_memberships",
+    ),
+    (
+        "User",
+        "organization_memberships",
+        "UserEvent",
+        "updated",
+        "organization_memberships",
+    ),
+    (
+        "User",
+        "organization_memberships",
+        "Session",
+        "user",
+        "user_organization_memberships",
     ),
 ];
 
@@ -157,6 +187,10 @@ impl Spec {
     }
 }
 
+/// How the walk reached a message: the fully qualified name of the message holding it, and the
+/// holder's field of it. `None` for the messages a walk starts at without a holder.
+type Via<'a> = Option<(&'a str, &'a str)>;
+
 /// Walks schemas against the compiled proto messages and collects what has no field.
 struct Walk {
     /// The compiled messages, by fully qualified name.
@@ -168,54 +202,57 @@ struct Walk {
 // === impl Walk ===
 
 impl Walk {
-    /// Checks every property of `schema` (of `spec`) against the message `message`, at `path`.
-    fn check(&mut self, spec: &Spec, schema: &Value, message: &str, path: &str) {
+    /// Checks every property of `schema` (of `spec`) against the message `message`, reached
+    /// through `via`, at `path`.
+    fn check(&mut self, spec: &Spec, schema: &Value, message: &str, via: Via<'_>, path: &str) {
         let shape = spec.shape(schema);
         for (property, schema) in &shape.properties {
-            self.property(
-                spec,
-                message,
-                property,
-                schema,
-                &format!("{path}.{property}"),
-            );
+            let at = format!("{path}.{property}");
+            self.property(spec, message, via, property, schema, &at);
         }
     }
 
-    /// Checks one property of `message`.
-    fn property(&mut self, spec: &Spec, message: &str, property: &str, schema: &Value, at: &str) {
-        let short = message.rsplit('.').next().unwrap_or_default();
+    /// Checks one property of `message`, reached through `via`.
+    fn property(
+        &mut self,
+        spec: &Spec,
+        message: &str,
+        via: Via<'_>,
+        property: &str,
+        schema: &Value,
+        at: &str,
+    ) {
+        let short = short_name(message);
         if property == "object" || EXCLUDED.iter().any(|e| (e.0, e.1) == (short, property)) {
             return;
         }
         if FLATTENED.iter().any(|f| (f.0, f.1) == (short, property)) {
-            return self.check(spec, schema, message, at);
+            return self.check(spec, schema, message, via, at);
         }
-        let name = RENAMED
-            .iter()
-            .find(|r| (r.0, r.1) == (short, property))
-            .map_or(property, |r| r.2);
-        let Some(field) = self.field(message, name) else {
+        let (holder, name) = place(message, via, property);
+        let Some(field) = self.field(holder, name) else {
             self.missing.insert(format!("{short}.{property} (at {at})"));
             return;
         };
         let shape = spec.shape(schema);
         let repeated = field.label() == Label::Repeated;
         let nested = (field.r#type() == Type::Message).then(|| field.type_name().to_owned());
+        let via = Some((holder, name));
         match (&shape.items, nested) {
             (Some(_), _) if !repeated => self.mismatch(short, property, at, "an array"),
-            (Some(items), Some(nested)) => self.nested(spec, items, &nested, at),
+            (Some(items), Some(nested)) => self.nested(spec, items, &nested, via, at),
             (None, _) if repeated => self.mismatch(short, property, at, "not an array"),
             (None, None) if shape.object => self.mismatch(short, property, at, "an object"),
-            (None, Some(nested)) if shape.object => self.nested(spec, schema, &nested, at),
+            (None, Some(nested)) if shape.object => self.nested(spec, schema, &nested, via, at),
             _ => {}
         }
     }
 
-    /// Walks into the message `nested` unless it is a well-known type (`Struct` holds anything).
-    fn nested(&mut self, spec: &Spec, schema: &Value, nested: &str, at: &str) {
+    /// Walks into the message `nested`, reached through `via`, unless it is a well-known type
+    /// (`Struct` holds anything).
+    fn nested(&mut self, spec: &Spec, schema: &Value, nested: &str, via: Via<'_>, at: &str) {
         if !nested.starts_with(".google.protobuf.") {
-            self.check(spec, schema, nested, at);
+            self.check(spec, schema, nested, via, at);
         }
     }
 
@@ -232,11 +269,61 @@ impl Walk {
     }
 }
 
-/// The proto message of `data` for the webhook `event_type`, through the `Event` oneof.
-fn message_of_event_type(messages: &HashMap<String, DescriptorProto>, event_type: &str) -> String {
+/// The message's name without its package: `User` for `.clerk.bridge.v1.User`.
+fn short_name(message: &str) -> &str {
+    message.rsplit('.').next().unwrap_or_default()
+}
+
+/// Where `property` of `message`, reached through `via`, is typed: the message holding the field,
+/// and the field's name. The holder's field for a property typed beside its object
+/// ([`TYPED_BESIDE`]), the renamed field ([`RENAMED`]), or else `message`'s field of its name.
+fn place<'a>(message: &'a str, via: Via<'a>, property: &'a str) -> (&'a str, &'a str) {
+    let short = short_name(message);
+    let beside = via.and_then(|(holder, field)| {
+        let holder_short = short_name(holder);
+        TYPED_BESIDE
+            .iter()
+            .find(|b| (b.0, b.1, b.2, b.3) == (short, property, holder_short, field))
+            .map(|b| (holder, b.4))
+    });
+    let renamed = || {
+        let rename = RENAMED.iter().find(|r| (r.0, r.1) == (short, property));
+        (message, rename.map_or(property, |r| r.2))
+    };
+    beside.unwrap_or_else(renamed)
+}
+
+/// The proto message of `data` for the webhook `event_type`, through the `Event` oneof, with the
+/// family's event message and its field of it.
+fn message_of_event_type(
+    messages: &HashMap<String, DescriptorProto>,
+    event_type: &str,
+) -> (String, String, String) {
     let (family, action) = event_type.split_once('.').expect("family.action");
     let family_event = field_type(messages, ".clerk.bridge.v1.Event", &snake_case(family));
-    field_type(messages, &family_event, &snake_case(action))
+    let field = snake_case(action);
+    (
+        field_type(messages, &family_event, &field),
+        family_event,
+        field,
+    )
+}
+
+/// The message a Backend API object is typed as (see [`BACKEND_API_OBJECTS`]), and how it is
+/// reached: `Holder.field`, or a message reached through nothing.
+fn message_of_backend_object(
+    messages: &HashMap<String, DescriptorProto>,
+    typed_as: &str,
+) -> (String, Option<(String, String)>) {
+    let qualified = |name: &str| format!(".clerk.bridge.v1.{name}");
+    match typed_as.split_once('.') {
+        Some((holder, field)) => {
+            let holder = qualified(holder);
+            let message = field_type(messages, &holder, field);
+            (message, Some((holder, field.to_owned())))
+        }
+        None => (qualified(typed_as), None),
+    }
 }
 
 #[test]
@@ -252,19 +339,23 @@ fn every_spec_property_has_a_proto_field() {
         let body = &operation["post"]["requestBody"]["content"]["application/json"]["schema"];
         let data = webhooks.shape(body).properties.remove("data");
         let data = data.unwrap_or_else(|| panic!("{event_type} has no data schema"));
-        let message = message_of_event_type(&walk.messages, event_type);
-        walk.check(&webhooks, &data, &message, event_type);
+        let (message, holder, field) = message_of_event_type(&walk.messages, event_type);
+        let via = Some((holder.as_str(), field.as_str()));
+        walk.check(&webhooks, &data, &message, via, event_type);
     }
     let backend_api = Spec::read(BACKEND_API_SPEC);
-    for (name, message) in BACKEND_API_OBJECTS {
+    for (name, typed_as) in BACKEND_API_OBJECTS {
         let schema = backend_api.schema(name).clone();
-        let message = format!(".clerk.bridge.v1.{message}");
-        walk.check(&backend_api, &schema, &message, &format!("api:{name}"));
+        let (message, via) = message_of_backend_object(&walk.messages, typed_as);
+        let via = via
+            .as_ref()
+            .map(|(holder, field)| (holder.as_str(), field.as_str()));
+        walk.check(&backend_api, &schema, &message, via, &format!("api:{name}"));
     }
     assert!(
         walk.missing.is_empty(),
-        "spec properties without a proto field (type them, or add them to EXCLUDED with a \
-         reason):\n{}",
+        "spec properties without a proto field (type them, add them to TYPED_BESIDE or EXCLUDED \
+         with a reason):\n{}",
         walk.missing.iter().cloned().collect::<Vec<_>>().join("\n")
     );
 }
@@ -279,5 +370,19 @@ fn every_exception_names_a_real_message_and_field() {
     }
     for (name, property, field, _) in RENAMED {
         assert!(has(name, field), "{name}.{field} (for {property})");
+    }
+    for (name, property, holder, object, field) in TYPED_BESIDE {
+        assert!(
+            !has(name, property),
+            "{name}.{property} is typed on {name} itself"
+        );
+        assert!(has(holder, object), "{holder}.{object} (holding a {name})");
+        assert!(
+            has(holder, field),
+            "{holder}.{field} (for {name}.{property})"
+        );
+    }
+    for (_, typed_as) in BACKEND_API_OBJECTS {
+        message_of_backend_object(&messages, typed_as);
     }
 }
