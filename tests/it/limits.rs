@@ -273,6 +273,7 @@ async fn streams_whose_clients_stop_reading_hold_little_memory() {
     }
     wait_until_stalled(&bridge, WARM_UP + STREAMS).await;
     let held = bridge.rss_kib().saturating_sub(start);
+    eprintln!("{STREAMS} stalled streams hold {} KiB each", held / STREAMS);
     assert!(
         held < STREAMS * PER_STREAM_KIB,
         "{STREAMS} stalled streams hold {held} KiB"
