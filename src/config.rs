@@ -10,6 +10,7 @@ use crate::{
     access::TlsError,
     clerk_api,
     ingress::verify::{InvalidSecret, SigningSecret},
+    jetstream::NatsConfig,
     log::{LogOptions, retention::Policy},
 };
 
@@ -94,6 +95,9 @@ pub struct Config {
     pub clerk_api: Option<clerk_api::Config>,
     /// How often reconciliation runs by itself; `None`: only on demand.
     pub reconcile_every: Option<Duration>,
+    /// The JetStream stream that holds the log instead of the data directory; `None`: the
+    /// embedded log.
+    pub nats: Option<NatsConfig>,
 }
 
 /// A configuration problem, naming the flag.
@@ -167,6 +171,7 @@ impl Config {
             log_options: LogOptions::default(),
             clerk_api: None,
             reconcile_every: None,
+            nats: None,
         }
     }
 }

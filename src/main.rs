@@ -136,7 +136,9 @@ async fn serve(config: Config) -> ExitCode {
         Err(RunError::OpenLog(e @ (OpenError::DataDir { .. } | OpenError::Locked(_)))) => {
             usage_error(&format!("invalid --data-dir: {e}"))
         }
-        Err(e @ (RunError::File { .. } | RunError::Tls(_))) => usage_error(&e.to_string()),
+        Err(e @ (RunError::File { .. } | RunError::Tls(_) | RunError::OpenJetStream(_))) => {
+            usage_error(&e.to_string())
+        }
         Err(e) => failure(&e.to_string()),
     }
 }

@@ -1,4 +1,4 @@
-//! Wiring: opens the log, builds the HTTP and gRPC services on listeners the caller bound, runs them
+//! Wiring: opens the store, builds the HTTP and gRPC services on listeners the caller bound, runs them
 //! until the shutdown token fires, then drains in order (see [`run`]).
 
 use std::{sync::Arc, time::Duration};
@@ -25,12 +25,14 @@ use crate::{
         secrets::{SigningSecrets, parse_secret_file},
         verify::Verifier,
     },
+    jetstream::{self, JetStreamLog},
     log::{Log, OpenError, retention::Policy},
     proto::{
         FILE_DESCRIPTOR_SET, event_stream_server::EventStreamServer,
         sync_service_server::SyncServiceServer,
     },
     record,
+    store::Store,
     subscription::{Consumers, EventStreamService},
     sync::{Syncer, service::SyncServiceImpl},
     telemetry::metrics::{Metrics, StateReading},
@@ -63,6 +65,9 @@ pub enum RunError {
     /// The log could not be opened.
     #[error(transparent)]
     OpenLog(#[from] OpenError),
+    /// The JetStream stream could not be reached or set up (a configuration problem: exit 64).
+    #[error(transparent)]
+    OpenJetStream(#[from] jetstream::OpenError),
     /// A watched file (secret, token) could not be read.
     #[error("invalid --{flag}: {reason}")]
     File {
@@ -97,14 +102,14 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let (log, consumers) = open_log(&config).await?;
+    let (store, consumers) = open_store(&config).await?;
     let metrics = Arc::new(Metrics::new());
     let tasks = TaskTracker::new();
     let ingress = Ingress::new(
         signing_secrets(&config, &shutdown, &tasks)?,
-        log.clone(),
+        store.clone(),
         metrics.clone(),
-        metrics_page(&metrics, &log, &consumers),
+        metrics_page(&metrics, &store, consumers.as_ref()),
         config.webhook_path.clone(),
         BodyLimits {
             max_body_bytes: config.max_body_bytes,
@@ -151,7 +156,7 @@ pub async fn run(
         );
     }
     let events = EventStreamService::new(
-        log.clone(),
+        store.clone(),
         consumers,
         streams.clone(),
         config.heartbeat_interval,
@@ -159,7 +164,10 @@ pub async fn run(
         tasks.clone(),
         config.max_streams,
     );
-    let syncer = syncer(&config, &log, &metrics, &tasks, &shutdown).await?;
+    let syncer = match store.embedded() {
+        Some(log) => Some(syncer(&config, log, &metrics, &tasks, &shutdown).await?),
+        None => None,
+    };
     let tls = config
         .grpc_access
         .tls
@@ -186,11 +194,15 @@ pub async fn run(
         )
         .instrument(tracing::info_span!("grpc")),
     );
-    tasks.spawn(
-        watch_log(log.clone(), health.clone(), shutdown.clone())
-            .instrument(tracing::info_span!("log_check")),
-    );
-    if config.retention.is_active() {
+    // JetStream enforces the retention caps itself (they are the stream's limits), and a lost
+    // connection is not for good: readiness follows it.
+    if let Some(log) = store.embedded() {
+        tasks.spawn(
+            watch_log(log.clone(), health.clone(), shutdown.clone())
+                .instrument(tracing::info_span!("log_check")),
+        );
+    }
+    if let (true, Some(log)) = (config.retention.is_active(), store.embedded()) {
         tasks.spawn(
             enforce_retention(
                 log.clone(),
@@ -208,8 +220,7 @@ pub async fn run(
     mark_not_serving(&health, &ingress).await;
     streams.cancel();
     let drained = drain(http, grpc, &tasks, config.shutdown_grace).await;
-    let log_closed = tokio::task::spawn_blocking(move || log.close());
-    if tokio::time::timeout(config.shutdown_grace, log_closed)
+    if tokio::time::timeout(config.shutdown_grace, store.close())
         .await
         .is_err()
     {
@@ -255,18 +266,23 @@ async fn drain(
 
 /// The `/metrics` page: counters from `metrics`, gauges read from the log and the consumers at
 /// each scrape.
-fn metrics_page(metrics: &Arc<Metrics>, log: &Arc<Log>, consumers: &Arc<Consumers>) -> MetricsPage {
-    let (metrics, log, consumers) = (metrics.clone(), log.clone(), consumers.clone());
+fn metrics_page(
+    metrics: &Arc<Metrics>,
+    store: &Store,
+    consumers: Option<&Arc<Consumers>>,
+) -> MetricsPage {
+    let (metrics, store, consumers) = (metrics.clone(), store.clone(), consumers.cloned());
     MetricsPage(Box::new(move || {
-        metrics.render(state_reading(&log, &consumers))
+        metrics.render(state_reading(&store, consumers.as_deref()))
     }))
 }
 
 /// What the state gauges show now.
-fn state_reading(log: &Log, consumers: &Consumers) -> StateReading {
-    let positions = log.positions();
+fn state_reading(store: &Store, consumers: Option<&Consumers>) -> StateReading {
+    let positions = store.positions();
     let consumer_lags = consumers
-        .list()
+        .map(Consumers::list)
+        .unwrap_or_default()
         .into_iter()
         .map(|c| {
             let lag = positions.head.saturating_sub(c.stored.committed);
@@ -277,8 +293,10 @@ fn state_reading(log: &Log, consumers: &Consumers) -> StateReading {
         head: positions.head,
         first_retained: positions.first_retained,
         consumer_lags,
-        log_failed: !log.is_usable(),
-        events_missing_at_open: log.events_missing_at_open(),
+        log_failed: !store.is_usable(),
+        events_missing_at_open: store
+            .embedded()
+            .map_or(0, |log| log.events_missing_at_open()),
     }
 }
 
@@ -373,6 +391,25 @@ fn token_check(
         None => None,
     };
     Ok(TokenCheck::new(token))
+}
+
+/// Opens the store the config names: the JetStream stream, or the embedded log with its named
+/// consumers.
+async fn open_store(config: &Config) -> Result<(Store, Option<Arc<Consumers>>), RunError> {
+    let Some(nats) = &config.nats else {
+        let (log, consumers) = open_log(config).await?;
+        return Ok((Store::Embedded(log), Some(consumers)));
+    };
+    let stream = JetStreamLog::open(nats).await?;
+    let positions = stream.positions();
+    tracing::info!(
+        stream = %nats.stream,
+        replicas = nats.replicas,
+        head = positions.head,
+        first_retained = positions.first_retained,
+        "JetStream stream opened"
+    );
+    Ok((Store::JetStream(Arc::new(stream)), None))
 }
 
 /// Opens the log (migrating a log from before the state existed) and loads the named consumers,

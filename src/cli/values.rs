@@ -148,6 +148,47 @@ pub fn grpc_endpoint(value: &str) -> Result<Endpoint, String> {
     Endpoint::from_shared(url).map_err(|e| format!("expected host:port or a URL ({e})"))
 }
 
+/// A NATS server URL: `nats://host:port`, `tls://host:port` (or `host:port`, read as `nats://`).
+///
+/// # Errors
+/// A message for clap when the value is not such a URL.
+pub fn nats_url(value: &str) -> Result<async_nats::ServerAddr, String> {
+    let value = value.trim();
+    let scheme = value.split_once("://").map(|(scheme, _)| scheme);
+    if !matches!(scheme, None | Some("nats" | "tls")) {
+        return Err("expected nats://host:port or tls://host:port".to_owned());
+    }
+    value
+        .parse()
+        .map_err(|e| format!("expected nats://host:port ({e})"))
+}
+
+/// A JetStream stream name: letters, digits, `_` and `-`, at most 32 (so that it also names
+/// the subjects `<name>.>`).
+///
+/// # Errors
+/// A message for clap when the value is not such a name.
+pub fn stream_name(value: &str) -> Result<String, String> {
+    let plain = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if value.is_empty() || value.len() > 32 || !plain {
+        return Err("expected 1 to 32 letters, digits, '_' or '-'".to_owned());
+    }
+    Ok(value.to_owned())
+}
+
+/// A stream's replica count: 1, 3 or 5 (an even count adds no fault tolerance to Raft).
+///
+/// # Errors
+/// A message for clap for any other value.
+pub fn replicas(value: &str) -> Result<usize, String> {
+    match value.trim().parse() {
+        Ok(n @ (1 | 3 | 5)) => Ok(n),
+        _ => Err("expected 1, 3 or 5".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

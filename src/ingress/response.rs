@@ -126,7 +126,9 @@ fn unstored_reason(error: &WriteError) -> &'static str {
     match error {
         WriteError::Busy => "bridge busy, retry later",
         WriteError::Closed => "bridge shutting down, retry later",
-        WriteError::Storage(_) | WriteError::Watermark(_) => "event not stored, retry later",
+        WriteError::Storage(_) | WriteError::Watermark(_) | WriteError::Remote(_) => {
+            "event not stored, retry later"
+        }
         WriteError::DataDirChanged => "bridge cannot store events, retry later",
     }
 }

@@ -19,9 +19,10 @@ use super::{
 use crate::{
     clerk,
     clock::{now_ms, timestamp_from_millis},
-    log::{Appended, Log},
+    log::Appended,
     proto::EventSource,
     record,
+    store::Store,
     telemetry::metrics::{self, Metrics, RejectReason, WebhookResult},
 };
 
@@ -67,7 +68,7 @@ pub struct Ingress {
     /// Signature checks.
     secrets: SigningSecrets,
     /// Where verified events go.
-    log: Arc<Log>,
+    store: Store,
     /// Counters and histograms.
     metrics: Arc<Metrics>,
     /// Renders `/metrics`, with the state gauges read at that moment.
@@ -85,10 +86,10 @@ pub struct Ingress {
 // === impl Ingress ===
 
 impl Ingress {
-    /// Ingress state for `webhook_path`, storing into `log`.
+    /// Ingress state for `webhook_path`, storing into `store`.
     pub fn new(
         secrets: SigningSecrets,
-        log: Arc<Log>,
+        store: Store,
         metrics: Arc<Metrics>,
         metrics_page: MetricsPage,
         webhook_path: String,
@@ -96,7 +97,7 @@ impl Ingress {
     ) -> Self {
         Ingress {
             secrets,
-            log,
+            store,
             metrics,
             metrics_page,
             webhook_path,
@@ -118,9 +119,9 @@ impl Ingress {
         self.ready.store(false, Ordering::SeqCst);
     }
 
-    /// Whether webhooks are accepted: not shutting down, and the log usable (checked now).
+    /// Whether webhooks are accepted: not shutting down, and the store usable (checked now).
     fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && self.log.is_usable()
+        self.ready.load(Ordering::SeqCst) && self.store.is_usable()
     }
 
     /// Answers one request. Generic over the body, so routing is tested without sockets; the
@@ -231,7 +232,7 @@ impl Ingress {
         event.source = EventSource::Webhook.into();
         let started = std::time::Instant::now();
         let appended = self
-            .log
+            .store
             .append(record::new_record(&event, received_at_ms))
             .await;
         self.metrics

@@ -52,7 +52,7 @@ impl Router {
         let secrets = SigningSecret::parse_list(SECRET).unwrap();
         let ingress = Ingress::new(
             SigningSecrets::Fixed(Verifier::new(&secrets)),
-            log.clone(),
+            crate::store::Store::Embedded(log.clone()),
             metrics,
             page,
             WEBHOOK.to_owned(),

@@ -83,7 +83,7 @@ pub use passes::PassUpdate;
 use pool::ReaderPool;
 pub use pool::{POOL_SIZE as READER_POOL_SIZE, ReadError};
 pub use reader::{LogReader, ObjectCursor, StoredConsumer, StoredEvent, StoredObject};
-use recent::RecentEvents;
+pub(crate) use recent::RecentEvents;
 use reservation::Reservation;
 pub use state::ObjectRef;
 pub use watermark::WatermarkError;
@@ -165,6 +165,10 @@ pub enum WriteError {
     /// acknowledged any more, until the bridge restarts.
     #[error("the log's data directory was removed or replaced; restart the bridge")]
     DataDirChanged,
+    /// The JetStream stream did not acknowledge the write (no server reachable, no quorum, a
+    /// timeout); it may be stored all the same, and a retry is then answered as a duplicate.
+    #[error("the JetStream stream did not acknowledge the write: {0}")]
+    Remote(std::sync::Arc<str>),
 }
 
 /// Why the log could not be opened.

@@ -22,7 +22,7 @@ const MAX_BYTES: usize = 8 * 1024 * 1024;
 /// The cache, shared by the writer (which fills it) and the [`Log`](super::Log) handle (which
 /// serves subscribers from it).
 #[derive(Debug, Default)]
-pub(super) struct RecentEvents {
+pub(crate) struct RecentEvents {
     /// Oldest first; only ever locked for a copy of a few `Arc`s, never across I/O.
     events: Mutex<Window>,
 }
@@ -40,7 +40,7 @@ struct Window {
 
 impl RecentEvents {
     /// Adds events just committed, in sequence order, and forgets the oldest beyond the caps.
-    pub(super) fn extend(&self, committed: impl IntoIterator<Item = StoredEvent>) {
+    pub(crate) fn extend(&self, committed: impl IntoIterator<Item = StoredEvent>) {
         let mut recent = self.lock();
         for event in committed {
             // A gap (none is expected: sequences are assigned one after the other) would break
@@ -61,7 +61,7 @@ impl RecentEvents {
     }
 
     /// Forgets the events below `first_retained` (deleted by retention).
-    pub(super) fn forget_before(&self, first_retained: u64) {
+    pub(crate) fn forget_before(&self, first_retained: u64) {
         let mut recent = self.lock();
         while recent
             .events
@@ -74,7 +74,7 @@ impl RecentEvents {
 
     /// Up to `limit` events after `after`, oldest first, if the cache holds every stored event
     /// after `after`; `None` if some of them are only on disk.
-    pub(super) fn read_after(&self, after: u64, limit: usize) -> Option<Vec<Arc<StoredEvent>>> {
+    pub(crate) fn read_after(&self, after: u64, limit: usize) -> Option<Vec<Arc<StoredEvent>>> {
         let recent = self.lock();
         let first = recent.events.front()?.sequence;
         if after.saturating_add(1) < first {

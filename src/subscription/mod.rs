@@ -32,12 +32,12 @@ use stream::{Snapshot, StreamTask, Window};
 
 use crate::{
     clock::timestamp_from_millis,
-    log::Log,
     proto::{
         CommitRequest, CommitResponse, ConsumerInfo, DeleteConsumerRequest, DeleteConsumerResponse,
         ListConsumersRequest, ListConsumersResponse, ResetConsumerRequest, ResetConsumerResponse,
         StartPosition, SubscribeRequest, event_stream_server::EventStream,
     },
+    store::Store,
     telemetry::metrics::Metrics,
 };
 
@@ -52,10 +52,10 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
 /// The EventStream service.
 #[derive(Debug)]
 pub struct EventStreamService {
-    /// The log streams read from.
-    log: Arc<Log>,
-    /// Named consumers: positions and one-stream leases.
-    consumers: Arc<Consumers>,
+    /// Where streams read from.
+    store: Store,
+    /// Named consumers: positions and one-stream leases (`None`: the store has none yet).
+    consumers: Option<Arc<Consumers>>,
     /// Cancelled at shutdown: every stream then ends with UNAVAILABLE.
     shutdown: CancellationToken,
     /// Idle time after which a stream sends a heartbeat.
@@ -71,11 +71,11 @@ pub struct EventStreamService {
 // === impl EventStreamService ===
 
 impl EventStreamService {
-    /// A service streaming from `log` until `shutdown`, its stream tasks spawned on `tasks`, with
+    /// A service streaming from `store` until `shutdown`, its stream tasks spawned on `tasks`, with
     /// at most `max_streams` streams open at once.
     pub fn new(
-        log: Arc<Log>,
-        consumers: Arc<Consumers>,
+        store: Store,
+        consumers: Option<Arc<Consumers>>,
         shutdown: CancellationToken,
         heartbeat: Duration,
         metrics: Arc<Metrics>,
@@ -83,7 +83,7 @@ impl EventStreamService {
         max_streams: usize,
     ) -> Self {
         EventStreamService {
-            log,
+            store,
             consumers,
             shutdown,
             heartbeat,
@@ -114,13 +114,19 @@ impl EventStreamService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let start = StartPosition::try_from(req.start)
             .map_err(|_| Status::invalid_argument("unknown start position"))?;
+        if start == StartPosition::Snapshot && self.store.embedded().is_none() {
+            return Err(Status::failed_precondition(
+                "snapshots need the embedded log; on JetStream they are not available yet",
+            ));
+        }
         let named = !req.consumer.is_empty();
         let consumer = if named {
             self.consumer(&req.consumer)?
         } else {
             Consumer::Anonymous
         };
-        let cursor = position::resolve(start, req.after_sequence, consumer, self.log.positions())?;
+        let cursor =
+            position::resolve(start, req.after_sequence, consumer, self.store.positions())?;
         // A consumer that starts from a snapshot has applied nothing yet: created at 0, it commits
         // the snapshot's sequence once it has applied it.
         let committed_if_new = match start {
@@ -137,7 +143,7 @@ impl EventStreamService {
         };
         let (tx, outgoing) = buffer::channel();
         let task = StreamTask {
-            log: self.log.clone(),
+            store: self.store.clone(),
             reader: Arc::new(Mutex::new(None)),
             cursor,
             filter,
@@ -156,7 +162,7 @@ impl EventStreamService {
 
     /// What the registry knows of a named consumer.
     fn consumer(&self, name: &str) -> Result<Consumer, Status> {
-        match self.consumers.committed(name) {
+        match self.consumers()?.committed(name) {
             Ok(committed) => Ok(Consumer::Committed(committed)),
             Err(ConsumerError::NotFound(_)) => Ok(Consumer::New),
             Err(e) => Err(e.into()),
@@ -169,7 +175,7 @@ impl EventStreamService {
         committed_if_new: u64,
         max_in_flight: u32,
     ) -> Result<Window, Status> {
-        let lease = self.consumers.lease(name, committed_if_new).await?;
+        let lease = self.consumers()?.lease(name, committed_if_new).await?;
         let max_in_flight = match max_in_flight {
             0 => DEFAULT_MAX_IN_FLIGHT,
             n => n as usize,
@@ -182,10 +188,19 @@ impl EventStreamService {
         })
     }
 
+    /// The named consumers, or FAILED_PRECONDITION on a store that has none yet.
+    fn consumers(&self) -> Result<&Arc<Consumers>, Status> {
+        self.consumers.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "named consumers need the embedded log; on JetStream they are not available yet",
+            )
+        })
+    }
+
     fn consumer_info(&self, summary: ConsumerSummary) -> ConsumerInfo {
         let stored = summary.stored;
         ConsumerInfo {
-            lag: self.log.head().saturating_sub(stored.committed),
+            lag: self.store.head().saturating_sub(stored.committed),
             name: stored.name,
             committed_sequence: stored.committed,
             active: summary.active,
@@ -216,14 +231,17 @@ impl EventStream for EventStreamService {
         request: Request<CommitRequest>,
     ) -> Result<Response<CommitResponse>, Status> {
         let req = request.into_inner();
-        let head = self.log.head();
+        let head = self.store.head();
         if req.sequence > head {
             return Err(Status::out_of_range(format!(
                 "sequence {} is ahead of the log head {head}",
                 req.sequence
             )));
         }
-        let committed_sequence = self.consumers.commit(&req.consumer, req.sequence).await?;
+        let committed_sequence = self
+            .consumers()?
+            .commit(&req.consumer, req.sequence)
+            .await?;
         Ok(Response::new(CommitResponse { committed_sequence }))
     }
 
@@ -232,7 +250,7 @@ impl EventStream for EventStreamService {
         _request: Request<ListConsumersRequest>,
     ) -> Result<Response<ListConsumersResponse>, Status> {
         let consumers = self
-            .consumers
+            .consumers()?
             .list()
             .into_iter()
             .map(|summary| self.consumer_info(summary))
@@ -247,7 +265,7 @@ impl EventStream for EventStreamService {
         let req = request.into_inner();
         let target = match StartPosition::try_from(req.position) {
             Ok(StartPosition::Earliest) => 0,
-            Ok(StartPosition::Latest) => self.log.head(),
+            Ok(StartPosition::Latest) => self.store.head(),
             Ok(StartPosition::AfterSequence) => req.after_sequence,
             _ => {
                 return Err(Status::invalid_argument(
@@ -255,8 +273,8 @@ impl EventStream for EventStreamService {
                 ));
             }
         };
-        let target = position::check_bounds(target, self.log.positions())?;
-        let committed_sequence = self.consumers.reset(&req.consumer, target).await?;
+        let target = position::check_bounds(target, self.store.positions())?;
+        let committed_sequence = self.consumers()?.reset(&req.consumer, target).await?;
         Ok(Response::new(ResetConsumerResponse { committed_sequence }))
     }
 
@@ -264,7 +282,7 @@ impl EventStream for EventStreamService {
         &self,
         request: Request<DeleteConsumerRequest>,
     ) -> Result<Response<DeleteConsumerResponse>, Status> {
-        self.consumers
+        self.consumers()?
             .delete(&request.into_inner().consumer)
             .await?;
         Ok(Response::new(DeleteConsumerResponse {}))

@@ -35,9 +35,10 @@ use super::{
     wire::{Content, EncodedEvent, SubscribeResponse},
 };
 use crate::{
-    log::{Log, LogReader, ObjectCursor, Positions, StoredEvent},
+    log::{LogReader, ObjectCursor, Positions, StoredEvent},
     proto::{CaughtUp, Heartbeat, SnapshotEnd, StreamStart},
     record,
+    store::Store,
     telemetry::metrics::Metrics,
 };
 
@@ -49,6 +50,8 @@ const READ_BATCH: usize = 128;
 /// 112k, 256 KiB 130k at 590 KiB per stalled stream, which would no longer fit 256 streams in the
 /// manifests' 256 MiB beside the webhook port's bounds).
 const READ_BATCH_BYTES: usize = 128 * 1024;
+/// Pause before reading again when a read behind the head found nothing.
+const LAGGING_REPLICA_PAUSE: Duration = Duration::from_millis(20);
 /// How long the stream task may try to tell a stalled client why the stream ends.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -78,8 +81,8 @@ pub(super) struct Snapshot {
 /// Everything a stream task needs.
 #[derive(Debug)]
 pub(super) struct StreamTask {
-    /// The log, for its positions.
-    pub(super) log: Arc<Log>,
+    /// Where the events are read from.
+    pub(super) store: Store,
     /// The read connection of a snapshot (whose reads must share one transaction); opened when
     /// the snapshot starts and closed when it ends. Other reads use the log's shared readers.
     pub(super) reader: Arc<Mutex<Option<LogReader>>>,
@@ -134,7 +137,7 @@ impl StreamTask {
     }
 
     async fn pump(&mut self) -> Stop {
-        let mut positions = self.log.watch_positions();
+        let mut positions = self.store.watch_positions();
         let start = *positions.borrow();
         if let Err(stop) = self.start(start).await {
             return stop;
@@ -188,7 +191,7 @@ impl StreamTask {
         // The reader may see a commit whose head the writer has not published yet (it does right
         // after the commit): wait for it, so a Commit of the snapshot's sequence is within the head.
         let snapshot_at = self.cursor;
-        let mut published = self.log.watch_positions();
+        let mut published = self.store.watch_positions();
         let positions = match published.wait_for(|p| p.head >= snapshot_at).await {
             Ok(now) => *now,
             Err(_) => return Err(Stop::Shutdown),
@@ -320,21 +323,25 @@ impl StreamTask {
     /// Up to [`READ_BATCH`] events after the cursor: from the log's in-memory tail when it holds
     /// them (a stream at or near the head), else from disk, off the async workers.
     async fn read_batch(&self) -> Result<Vec<Arc<StoredEvent>>, Stop> {
-        if let Some(recent) = self.log.recent_after(self.cursor, READ_BATCH) {
+        if let Some(recent) = self.store.recent_after(self.cursor, READ_BATCH) {
             return Ok(recent);
         }
         let stored = self.read_from_disk().await?;
+        if stored.is_empty() {
+            // Behind the head yet nothing to read: a JetStream replica that has not caught up
+            // with its leader. Ask again shortly rather than at once.
+            tokio::time::sleep(LAGGING_REPLICA_PAUSE).await;
+        }
         Ok(stored.into_iter().map(Arc::new).collect())
     }
 
     /// Reads up to [`READ_BATCH`] events (at most about [`READ_BATCH_BYTES`]) after the cursor
-    /// with one of the log's shared readers, given back before the events are sent.
+    /// from the store (the embedded log's shared readers, given back before the events are sent;
+    /// or a JetStream replica).
     async fn read_from_disk(&self) -> Result<Vec<StoredEvent>, Stop> {
         let cursor = self.cursor;
-        self.log
-            .read_pooled(move |reader| {
-                reader.read_after_within(cursor, READ_BATCH, READ_BATCH_BYTES)
-            })
+        self.store
+            .read_after(cursor, READ_BATCH, READ_BATCH_BYTES)
             .await
             .map_err(|error| {
                 tracing::error!(%error, "Log read failed; ending the stream");
@@ -355,7 +362,12 @@ impl StreamTask {
         &self,
         read: impl FnOnce(&mut LogReader) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, Stop> {
-        let (log, reader) = (self.log.clone(), self.reader.clone());
+        let Some(log) = self.store.embedded().cloned() else {
+            return Err(Stop::Failed(Status::failed_precondition(
+                "snapshots need the embedded log; on JetStream they are not available yet",
+            )));
+        };
+        let reader = self.reader.clone();
         let result = tokio::task::spawn_blocking(move || {
             // Only this stream's task uses the reader, one read at a time; a panic inside a read
             // leaves no state behind in the connection that a later read could trip over.

@@ -134,7 +134,7 @@ fn ingress(log: &Arc<Log>) -> Ingress {
     let secrets = SigningSecret::parse_list(SECRET).unwrap();
     Ingress::new(
         SigningSecrets::Fixed(Verifier::new(&secrets)),
-        log.clone(),
+        clerk_bridge::store::Store::Embedded(log.clone()),
         metrics,
         page,
         WEBHOOK_PATH.to_owned(),

@@ -16,6 +16,8 @@ use std::{
 
 use clerk_bridge::{
     Config, Listeners, RunError,
+    jetstream::NatsConfig,
+    log::retention::Policy,
     proto::{
         Event, Heartbeat, StartPosition, SubscribeRequest, SubscribeResponse,
         event_stream_client::EventStreamClient, subscribe_response::Message,
@@ -425,6 +427,25 @@ impl TestBridge {
             task: Some(task),
             _dir: dir,
         }
+    }
+
+    /// Starts a bridge on the JetStream stream `CLERK_EVENTS` of the servers at `urls`, with
+    /// `replicas` replicas.
+    pub(crate) async fn start_on_jetstream(urls: &[&str], replicas: usize) -> Self {
+        let nats = NatsConfig {
+            urls: urls.iter().map(|url| url.parse().unwrap()).collect(),
+            stream: "CLERK_EVENTS".to_owned(),
+            replicas,
+            credentials: None,
+            tls_ca: None,
+            tls_client: None,
+            retention: Policy::default(),
+        };
+        Self::start_with(|c| {
+            c.nats = Some(nats);
+            c.heartbeat_interval = QUICK_HEARTBEAT;
+        })
+        .await
     }
 
     /// The data directory.

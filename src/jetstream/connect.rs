@@ -1,0 +1,124 @@
+//! Connecting to the NATS cluster and making sure the event stream exists as configured.
+
+use std::{path::PathBuf, time::Duration};
+
+use async_nats::{
+    ConnectOptions, ServerAddr,
+    jetstream::{self, stream},
+};
+
+use super::{OpenError, subject};
+use crate::log::retention::Policy;
+
+/// How long the first connection may take before `serve` gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long JetStream may take to answer a request (a publish acknowledgement among them).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the log lives when it lives in JetStream (`--nats-*` flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// Servers of the cluster, any of which will do (`--nats-url`).
+    pub urls: Vec<ServerAddr>,
+    /// The stream the events go to (`--nats-stream`).
+    pub stream: String,
+    /// Replicas of the stream when the bridge creates it, and checked when it exists
+    /// (`--nats-replicas`).
+    pub replicas: usize,
+    /// A NATS credentials file (JWT and seed; `--nats-creds`).
+    pub credentials: Option<PathBuf>,
+    /// PEM CA the servers' certificates must chain to (`--nats-tls-ca`); also requires TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate and key, for servers that verify clients (`--nats-tls-cert`,
+    /// `--nats-tls-key`).
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// Retention caps, applied as the stream's limits when the bridge creates it.
+    pub retention: Policy,
+}
+
+/// Connects to the cluster: the first connection must succeed within [`CONNECT_TIMEOUT`]; after
+/// that the client reconnects by itself for as long as the bridge runs.
+pub(super) async fn connect(config: &NatsConfig) -> Result<async_nats::Client, OpenError> {
+    let mut options = ConnectOptions::new()
+        .name("clerk-bridge")
+        .connection_timeout(CONNECT_TIMEOUT)
+        .request_timeout(Some(REQUEST_TIMEOUT));
+    if let Some(path) = &config.credentials {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| OpenError::Credentials(format!("{}: {e}", path.display())))?;
+    }
+    if let Some(ca) = &config.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &config.tls_client {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let connecting = options.connect(config.urls.clone());
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(error)) => Err(OpenError::Connect(error.to_string())),
+        Err(_) => Err(OpenError::Connect(format!(
+            "no server answered within {CONNECT_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// The stream as configured: created when missing, checked when present (its subjects must
+/// cover the bridge's, and its replicas must be those asked for).
+pub(super) async fn ensure_stream(
+    context: &jetstream::Context,
+    config: &NatsConfig,
+) -> Result<stream::Stream, OpenError> {
+    let wanted = stream_config(config);
+    let mut stream = context
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|e| OpenError::Stream(format!("{}: {e}", config.stream)))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| OpenError::Stream(format!("{}: {e}", config.stream)))?;
+    let existing = &info.config;
+    if !existing.subjects.contains(&wanted.subjects[0]) {
+        return Err(OpenError::Mismatch(format!(
+            "stream {} exists with subjects {:?}, not {}",
+            config.stream, existing.subjects, wanted.subjects[0]
+        )));
+    }
+    if existing.num_replicas != config.replicas {
+        return Err(OpenError::Mismatch(format!(
+            "stream {} exists with {} replicas but --nats-replicas is {}",
+            config.stream, existing.num_replicas, config.replicas
+        )));
+    }
+    if !existing.allow_direct {
+        return Err(OpenError::Mismatch(format!(
+            "stream {} exists without allow_direct, which the bridge reads with",
+            config.stream
+        )));
+    }
+    Ok(stream)
+}
+
+/// The stream the bridge creates: file storage, the retention caps as limits (oldest deleted
+/// first), direct reads from any replica.
+fn stream_config(config: &NatsConfig) -> stream::Config {
+    stream::Config {
+        name: config.stream.clone(),
+        description: Some("Clerk webhooks stored by clerk-bridge".into()),
+        subjects: vec![subject::all_events(&config.stream)],
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        max_age: config.retention.max_age.unwrap_or_default(),
+        max_bytes: config
+            .retention
+            .max_bytes
+            .map_or(-1, |bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+        allow_direct: true,
+        ..Default::default()
+    }
+}

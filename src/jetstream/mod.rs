@@ -1,0 +1,223 @@
+//! The JetStream store: the event log in a NATS JetStream stream that any number of bridges
+//! share, so that bridges keep nothing on local disk and a cluster (R3) replicates every event.
+//!
+//! # Layout
+//! One stream (`--nats-stream`, default `CLERK_EVENTS`) with subjects `<stream>.>`. Every event is
+//! one message: the payload is the encoded event, as the embedded log stores it, and headers carry
+//! its type, codec version and receipt time (see the `headers` module). A message's stream
+//! sequence is the event's `sequence`, so positions mean the same on every bridge.
+//!
+//! # Exactly once per webhook id
+//! Each event goes to a subject of its own, named after its webhook id (see the `subject`
+//! module), and is published with `Nats-Expected-Last-Subject-Sequence: 0`: the stream stores it
+//! only while no message is on that subject, and otherwise refuses it naming the sequence of the
+//! stored copy. The check is the stream leader's, so it holds across every bridge for as long as
+//! the first copy is retained, without a second write or a duplicate window to size: a
+//! `Nats-Msg-Id` window of 72 hours would keep every id of the last three days in the memory of
+//! every replica, and a key-value claim on the id would be a second write that a crash between
+//! the two could leave claimed with no event stored. The id is also sent as `Nats-Msg-Id`, so a
+//! publish retried within JetStream's default two-minute window is answered from that window.
+//!
+//! # Acknowledgement
+//! An append returns once the stream acknowledged the publish: the event is in the stream leader's
+//! log and in a quorum of the replicas (R3: two of three). JetStream writes its files through the
+//! page cache and syncs them every `sync_interval` (two minutes by default), so "stored" means
+//! "on a quorum of servers"; see the README for what that survives.
+//!
+//! # Reads
+//! New events reach every bridge once through its tail (see the `tail` module), which subscribers
+//! at the head read from memory; others read batches with direct gets (the `direct` module), which
+//! any replica answers.
+
+mod connect;
+mod direct;
+mod headers;
+mod subject;
+mod tail;
+
+use std::sync::Arc;
+
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use tokio::sync::watch;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use connect::NatsConfig;
+
+use crate::log::{Appended, NewRecord, Positions, RecentEvents, StoredEvent, WriteError};
+
+/// Why the JetStream store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// No server of `--nats-url` could be reached, or it refused the connection.
+    #[error("cannot connect to NATS (--nats-url): {0}")]
+    Connect(String),
+    /// The credentials file could not be read.
+    #[error("cannot read --nats-creds {0}")]
+    Credentials(String),
+    /// JetStream refused to create or describe the stream.
+    #[error("cannot use the JetStream stream (--nats-stream): {0}")]
+    Stream(String),
+    /// The stream exists but not as the flags describe it.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// Why a read of the stream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The servers could not be asked, or answered something unexpected.
+    #[error("cannot read the JetStream stream: {0}")]
+    Remote(String),
+}
+
+/// Handle to the log in JetStream.
+#[derive(Debug)]
+pub struct JetStreamLog {
+    /// The connection, which reconnects by itself.
+    client: async_nats::Client,
+    /// JetStream on that connection.
+    context: jetstream::Context,
+    /// The stream's name, which prefixes its subjects.
+    stream: String,
+    /// Head and first retained sequence, as the tail and the stream's info report them.
+    positions: watch::Receiver<Positions>,
+    /// The newest events, as the tail read them.
+    recent: Arc<RecentEvents>,
+    /// Stops the tail and the bounds watcher.
+    stop: CancellationToken,
+    /// The tail and the bounds watcher, waited for at close.
+    tasks: TaskTracker,
+}
+
+// === impl JetStreamLog ===
+
+impl JetStreamLog {
+    /// Connects, creates or checks the stream, and starts following its head.
+    ///
+    /// # Errors
+    /// [`OpenError`] when no server answers, the credentials are unusable, or the stream cannot be
+    /// created or is configured otherwise.
+    pub async fn open(config: &NatsConfig) -> Result<Self, OpenError> {
+        let client = connect::connect(config).await?;
+        let context = jetstream::new(client.clone());
+        let mut stream = connect::ensure_stream(&context, config).await?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| OpenError::Stream(e.to_string()))?
+            .state
+            .clone();
+        let positions = Positions {
+            head: state.last_sequence,
+            first_retained: tail::first_retained(state.first_sequence, state.last_sequence),
+        };
+        let (positions_tx, positions_rx) = watch::channel(positions);
+        let positions_tx = Arc::new(positions_tx);
+        let recent = Arc::new(RecentEvents::default());
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(tail::follow(
+            stream.clone(),
+            positions.head,
+            recent.clone(),
+            positions_tx.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(tail::watch_bounds(
+            stream,
+            recent.clone(),
+            positions_tx,
+            stop.clone(),
+        ));
+        tasks.close();
+        Ok(JetStreamLog {
+            client,
+            context,
+            stream: config.stream.clone(),
+            positions: positions_rx,
+            recent,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Publishes `record` and waits for the stream's acknowledgement; an event whose webhook id
+    /// is already stored is answered with its sequence and stores nothing.
+    ///
+    /// # Errors
+    /// [`WriteError::Remote`] when the stream did not acknowledge it; it may then have been stored
+    /// all the same, and a retry is answered as a duplicate.
+    pub async fn append(&self, record: NewRecord) -> Result<Appended, WriteError> {
+        let subject = subject::of_event(&self.stream, &record.event_id);
+        let publish = PublishMessage::build()
+            .headers(headers::of_record(&record))
+            .message_id(&record.event_id)
+            .expected_last_subject_sequence(0)
+            .payload(record.event.into());
+        let acked = match self.context.send_publish(subject, publish).await {
+            Ok(ack) => ack.await,
+            Err(error) => Err(error),
+        };
+        match acked {
+            Ok(ack) if ack.duplicate => Ok(Appended::Duplicate(ack.sequence)),
+            Ok(ack) => Ok(Appended::Stored(ack.sequence)),
+            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
+                stored_sequence(&error)
+                    .map(Appended::Duplicate)
+                    .ok_or_else(|| WriteError::Remote(error.to_string().into()))
+            }
+            Err(error) => Err(WriteError::Remote(error.to_string().into())),
+        }
+    }
+
+    /// The stream's bounds, as last seen.
+    pub fn positions(&self) -> Positions {
+        *self.positions.borrow()
+    }
+
+    /// Watches the stream's bounds.
+    pub fn watch_positions(&self) -> watch::Receiver<Positions> {
+        self.positions.clone()
+    }
+
+    /// The events after `after` from the in-memory tail, if it holds all of them.
+    pub fn recent_after(&self, after: u64, limit: usize) -> Option<Vec<Arc<StoredEvent>>> {
+        self.recent.read_after(after, limit)
+    }
+
+    /// Up to `limit` events after `after` (at most about `max_bytes`), read from the servers.
+    ///
+    /// # Errors
+    /// [`ReadError`] when the servers cannot be asked.
+    pub async fn read_after(
+        &self,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, ReadError> {
+        direct::read_after(&self.client, &self.stream, after, limit, max_bytes).await
+    }
+
+    /// Whether the bridge is connected to a server.
+    pub fn is_usable(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Stops following the head and flushes what was published.
+    pub async fn close(&self) {
+        self.stop.cancel();
+        self.tasks.wait().await;
+        if let Err(error) = self.client.flush().await {
+            tracing::debug!(%error, "NATS flush at close failed");
+        }
+    }
+}
+
+/// The sequence of the stored copy that a refused publish names: JetStream describes the error
+/// as "wrong last sequence: N".
+fn stored_sequence(error: &jetstream::context::PublishError) -> Option<u64> {
+    let source = std::error::Error::source(error)?.to_string();
+    let (_, rest) = source.split_once("wrong last sequence: ")?;
+    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
+}

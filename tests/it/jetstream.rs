@@ -1,0 +1,77 @@
+//! The JetStream store (`--nats-url`) against real nats-server processes: webhooks stored once
+//! per `svix-id` across bridges, sequences that are the stream's, subscriptions that read the
+//! shared stream from any bridge, stateless restarts, and what is not available on it yet.
+
+use clerk_bridge::proto::{StartPosition, SubscribeRequest};
+use tonic::Code;
+
+use crate::{
+    nats::NatsServer,
+    support::{TestBridge, event_body, sequences},
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_stored_once_and_streamed_in_stream_order() {
+    let nats = NatsServer::start();
+    let bridge = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    assert_eq!(bridge.post_events(1, 5).await, [1, 2, 3, 4, 5]);
+    // A redelivery of an id stored earlier answers with the stored copy's sequence.
+    let body = event_body("session.created", "sess_3");
+    assert_eq!(bridge.deliver("msg_3", &body).await, (3, true));
+    let events = bridge.subscribe(0, &[]).await.events_until_head(5).await;
+    assert_eq!(sequences(&events), [1, 2, 3, 4, 5]);
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["msg_1", "msg_2", "msg_3", "msg_4", "msg_5"]);
+    let tail = bridge.subscribe(3, &[]).await.events_until_head(5).await;
+    assert_eq!(sequences(&tail), [4, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridges_on_one_stream_share_sequences_and_deduplicate_across_each_other() {
+    let nats = NatsServer::start();
+    let first = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    let second = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    let mut live = second.subscribe(0, &[]).await;
+    let body = event_body("user.created", "user_1");
+    assert_eq!(first.deliver("msg_a", &body).await, (1, false));
+    assert_eq!(second.deliver("msg_a", &body).await, (1, true));
+    assert_eq!(second.deliver("msg_b", &body).await, (2, false));
+    assert_eq!(first.deliver("msg_b", &body).await, (2, true));
+    let events = live.next_events(2).await;
+    assert_eq!(sequences(&events), [1, 2]);
+    assert_eq!(events[0].event_id, "msg_a");
+    // Ids that are not plain subject tokens are stored apart and deduplicated as well.
+    assert_eq!(first.deliver("msg.with.dots", &body).await, (3, false));
+    assert_eq!(second.deliver("msg.with.dots", &body).await, (3, true));
+    assert_eq!(first.deliver("msg_with_dots", &body).await, (4, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_bridge_keeps_nothing_locally_and_resumes_from_the_stream() {
+    let nats = NatsServer::start();
+    let mut bridge = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    bridge.post_events(1, 3).await;
+    bridge.restart().await;
+    assert_eq!(bridge.positions().await, (3, 1));
+    assert_eq!(bridge.post_events(4, 1).await, [4]);
+    let events = bridge.subscribe(2, &[]).await.events_until_head(4).await;
+    assert_eq!(sequences(&events), [3, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_needs_the_embedded_log_is_refused_with_failed_precondition() {
+    let nats = NatsServer::start();
+    let bridge = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    let named = SubscribeRequest {
+        consumer: "billing".to_owned(),
+        ..SubscribeRequest::default()
+    };
+    let snapshot = SubscribeRequest {
+        start: StartPosition::Snapshot.into(),
+        ..SubscribeRequest::default()
+    };
+    for request in [named, snapshot] {
+        let status = bridge.subscribe_with(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    }
+}

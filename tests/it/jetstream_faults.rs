@@ -1,0 +1,200 @@
+//! The scaled-out shape under faults: two bridge processes on a three-node JetStream cluster with
+//! the stream at R3. Webhooks alternate between the bridges under concurrent load, each redelivered
+//! to the other bridge as Svix would; mid-load one NATS node and one bridge are killed with SIGKILL
+//! and started again. Every `svix-id` answered 2xx must be stored exactly once, at the sequence
+//! both answers named, and a subscriber that moves between the bridges must read the whole stream
+//! in order with no gap.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_nats::jetstream::{self, stream};
+use tokio::{sync::watch, task::JoinSet};
+
+use crate::{
+    nats::NatsServer,
+    process::BridgeProcess,
+    support::{Body, WEBHOOK_PATH, event_body, eventually, svix_headers, try_http, within},
+};
+
+/// Distinct webhooks sent.
+const WEBHOOKS: usize = 600;
+/// Senders at once.
+const SENDERS: usize = 8;
+/// Longest a single attempt may take (a publish waits 5 s for JetStream at most).
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(15);
+
+/// Where the two bridges listen now (a restarted bridge listens elsewhere).
+type Addresses = watch::Receiver<[SocketAddr; 2]>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_nats_node_and_a_bridge_mid_load_loses_and_duplicates_nothing() {
+    let mut nodes = NatsServer::cluster();
+    let urls = nodes
+        .iter()
+        .map(|node| node.url.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    create_stream_when_the_cluster_is_ready(&urls).await;
+    let flags = ["--nats-url", urls.as_str(), "--nats-replicas", "3"];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let first = BridgeProcess::start(dirs[0].path(), &flags).await;
+    let mut second = BridgeProcess::start(dirs[1].path(), &flags).await;
+    let (addresses_tx, addresses) = watch::channel([first.http, second.http]);
+
+    let answered = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut senders = JoinSet::new();
+    for sender in 0..SENDERS {
+        let (addresses, answered) = (addresses.clone(), answered.clone());
+        senders.spawn(async move {
+            for i in (sender..WEBHOOKS).step_by(SENDERS) {
+                let sequence = deliver_twice(&addresses, i).await;
+                answered
+                    .lock()
+                    .unwrap()
+                    .insert(format!("msg_{i}"), sequence);
+            }
+        });
+    }
+
+    let progress = |share: usize| {
+        let answered = answered.clone();
+        move || {
+            let done = answered.lock().unwrap().len() >= WEBHOOKS * share / 3;
+            async move { done.then_some(()) }
+        }
+    };
+    eventually("a third of the webhooks answered", progress(1)).await;
+    nodes[1].kill();
+    second.kill().await;
+    eventually("two thirds of the webhooks answered", progress(2)).await;
+    nodes[1].restart();
+    let second = BridgeProcess::start(dirs[1].path(), &flags).await;
+    addresses_tx.send_modify(|a| a[1] = second.http);
+    while let Some(joined) = senders.join_next().await {
+        joined.unwrap();
+    }
+
+    let answered = answered.lock().unwrap().clone();
+    let stream = read_moving_between(&[first.grpc, second.grpc], WEBHOOKS as u64).await;
+    assert_exactly_once_in_order(&answered, &stream);
+}
+
+/// Creates the R3 stream as the bridge would, once the cluster has elected its leaders.
+async fn create_stream_when_the_cluster_is_ready(urls: &str) {
+    let servers: Vec<async_nats::ServerAddr> =
+        urls.split(',').map(|url| url.parse().unwrap()).collect();
+    let client = within("a NATS connection", async_nats::connect(servers))
+        .await
+        .unwrap();
+    let context = jetstream::new(client);
+    let config = stream::Config {
+        name: "CLERK_EVENTS".to_owned(),
+        subjects: vec!["CLERK_EVENTS.>".to_owned()],
+        num_replicas: 3,
+        allow_direct: true,
+        ..Default::default()
+    };
+    eventually("the R3 stream to be created", || {
+        let (context, config) = (context.clone(), config.clone());
+        async move { context.get_or_create_stream(config).await.ok().map(|_| ()) }
+    })
+    .await;
+}
+
+/// Delivers webhook `i` to one bridge until it answers 2xx, then redelivers it to the other until
+/// it answers 2xx too (each attempt that fails goes to the other bridge next, as a Service would
+/// route around a dead pod); both answers must name the same sequence. Returns it.
+async fn deliver_twice(addresses: &Addresses, i: usize) -> u64 {
+    let id = format!("msg_{i}");
+    let body = event_body("user.updated", &format!("user_{i}"));
+    let (first, first_bridge) = deliver(addresses, i % 2, &id, &body).await;
+    let (again, _) = deliver(addresses, 1 - first_bridge, &id, &body).await;
+    assert_eq!(first.0, again.0, "{id} answered two sequences");
+    assert!(again.1, "{id}'s redelivery was not a duplicate");
+    first.0
+}
+
+/// Posts until a bridge answers 2xx, starting with bridge `bridge`: the answer and which bridge
+/// gave it.
+async fn deliver(
+    addresses: &Addresses,
+    mut bridge: usize,
+    id: &str,
+    body: &str,
+) -> ((u64, bool), usize) {
+    let headers = svix_headers(id, body.as_bytes());
+    eventually(&format!("a 2xx for {id}"), || {
+        let addr = addresses.borrow()[bridge];
+        let attempt = bridge;
+        bridge = 1 - bridge;
+        let headers = headers.clone();
+        async move {
+            let post = try_http(
+                addr,
+                "POST",
+                WEBHOOK_PATH,
+                &headers,
+                Body::Sized(body.as_bytes()),
+            );
+            match tokio::time::timeout(ATTEMPT_LIMIT, post).await {
+                Ok(Ok(response)) if response.status == 200 => Some((response.accepted(), attempt)),
+                _ => None,
+            }
+        }
+    })
+    .await
+}
+
+/// Reads the stream from the start until `head`, half through one bridge, then resuming after the
+/// last sequence read through the other: `(sequence, svix-id)` in the order received.
+async fn read_moving_between(bridges: &[SocketAddr; 2], head: u64) -> Vec<(u64, String)> {
+    let mut read = Vec::new();
+    for (turn, addr) in bridges.iter().enumerate() {
+        let until = if turn == 0 { head / 2 } else { head };
+        let after = read.last().map_or(0, |(sequence, _)| *sequence);
+        let mut client = within("a gRPC connection", crate::process::grpc_client(*addr))
+            .await
+            .unwrap();
+        let request = clerk_bridge::proto::SubscribeRequest {
+            after_sequence: after,
+            ..Default::default()
+        };
+        let mut stream = within("Subscribe", client.subscribe(request))
+            .await
+            .unwrap()
+            .into_inner();
+        while read.last().map_or(0, |(sequence, _)| *sequence) < until {
+            let message = within("an event", stream.message()).await.unwrap().unwrap();
+            if let Some(clerk_bridge::proto::subscribe_response::Message::Event(event)) =
+                message.message
+            {
+                read.push((event.sequence, event.event_id));
+            }
+        }
+    }
+    read
+}
+
+fn assert_exactly_once_in_order(answered: &BTreeMap<String, u64>, stream: &[(u64, String)]) {
+    assert_eq!(answered.len(), WEBHOOKS);
+    let expected: Vec<u64> = (1..=WEBHOOKS as u64).collect();
+    let sequences: Vec<u64> = stream.iter().map(|(sequence, _)| *sequence).collect();
+    assert_eq!(
+        sequences, expected,
+        "the stream has a gap, a repeat or a reordering"
+    );
+    let ids: HashSet<&String> = stream.iter().map(|(_, id)| id).collect();
+    assert_eq!(ids.len(), WEBHOOKS, "an id is stored twice");
+    for (sequence, id) in stream {
+        assert_eq!(
+            answered.get(id),
+            Some(sequence),
+            "{id} was answered another sequence"
+        );
+    }
+}
