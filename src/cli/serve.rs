@@ -412,7 +412,40 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_flag_on_one_line() {
-        let cases: [(&[&str], &str); 17] = [
+        let cases: [(&[&str], &str); 24] = [
+            (&["--nats-url", "http://127.0.0.1:4222"], "--nats-url"),
+            (&["--nats-url", "nats://127.0.0.1:port"], "--nats-url"),
+            (&["--nats-stream", "clerk.events"], "--nats-stream"),
+            (&["--nats-replicas", "2"], "--nats-replicas"),
+            (
+                &[
+                    "--nats-url",
+                    "nats://127.0.0.1:4222",
+                    "--nats-creds",
+                    "/no/such.creds",
+                ],
+                "--nats-creds",
+            ),
+            (
+                &[
+                    "--nats-url",
+                    "nats://127.0.0.1:4222",
+                    "--nats-tls-ca",
+                    "/no/such/ca.pem",
+                ],
+                "--nats-tls-ca",
+            ),
+            (
+                &[
+                    "--nats-url",
+                    "nats://a:4222",
+                    "--clerk-secret-key",
+                    "sk_test_abc",
+                    "--reconcile-every",
+                    "1h",
+                ],
+                "--reconcile-every",
+            ),
             (&["--grpc-max-connections", "0"], "--grpc-max-connections"),
             (
                 &["--grpc-handshake-timeout", "0s"],
@@ -444,6 +477,21 @@ mod tests {
             let message = serve(extra).unwrap_err();
             assert!(message.contains(flag), "{flag}: {message}");
         }
+    }
+
+    #[test]
+    fn nats_urls_select_the_jetstream_store() {
+        assert_eq!(serve(&[]).unwrap().nats, None);
+        let config = serve(&[
+            "--nats-url",
+            "nats://n1:4222,tls://n2:4222, n3:4222",
+            "--nats-replicas",
+            "3",
+        ])
+        .unwrap();
+        let nats = config.nats.unwrap();
+        assert_eq!(nats.urls.len(), 3);
+        assert_eq!((nats.stream.as_str(), nats.replicas), ("CLERK_EVENTS", 3));
     }
 
     #[test]

@@ -81,6 +81,25 @@ async fn an_unusable_data_dir_exits_64_naming_the_flag() {
     assert!(lines.iter().any(|l| l.contains("--data-dir")), "{lines:?}");
 }
 
+#[tokio::test]
+async fn an_unreachable_nats_url_exits_64_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = [(SECRET_VAR, SECRET)];
+    let mut command = serve(&env, ANY_PORT, ANY_PORT, dir.path());
+    command.args(["--nats-url", &format!("nats://127.0.0.1:{port}")]);
+    let (code, lines) = run_to_exit(command).await;
+    assert_eq!(code, Some(EX_USAGE), "{lines:?}");
+    let last = lines.last().unwrap();
+    assert!(last.contains("--nats-url"), "{lines:?}");
+    assert!(!last.contains(SECRET), "{lines:?}");
+}
+
 /// A started binary serves, takes a webhook, exits 0 on SIGTERM, and never logs the secret or the
 /// user's personal data at the default level.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
