@@ -46,6 +46,8 @@ const METRICS_CONNECTIONS: usize = 64;
 /// How often the log's data directory is checked while no webhook arrives (each append checks it
 /// too): three `stat` calls.
 const LOG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause before the consumer bucket is watched again after its watch failed.
+const CONSUMER_WATCH_RETRY: Duration = Duration::from_millis(500);
 
 /// The two listeners, bound by the caller (port 0 in tests).
 #[derive(Debug)]
@@ -102,7 +104,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let (store, consumers) = open_store(&config).await?;
+    let (store, consumers) = open_store(&config, &shutdown).await?;
     let metrics = Arc::new(Metrics::new());
     let tasks = TaskTracker::new();
     let ingress = Ingress::new(
@@ -395,12 +397,16 @@ fn token_check(
 
 /// Opens the store the config names: the JetStream stream, or the embedded log with its named
 /// consumers.
-async fn open_store(config: &Config) -> Result<(Store, Option<Arc<Consumers>>), RunError> {
+async fn open_store(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<(Store, Option<Arc<Consumers>>), RunError> {
     let Some(nats) = &config.nats else {
         let (log, consumers) = open_log(config).await?;
         return Ok((Store::Embedded(log), Some(consumers)));
     };
     let stream = JetStreamLog::open(nats).await?;
+    let consumers = shared_consumers(&stream, shutdown).await?;
     let positions = stream.positions();
     tracing::info!(
         stream = %nats.stream,
@@ -409,7 +415,37 @@ async fn open_store(config: &Config) -> Result<(Store, Option<Arc<Consumers>>), 
         first_retained = positions.first_retained,
         "JetStream stream opened"
     );
-    Ok((Store::JetStream(Arc::new(stream)), None))
+    Ok((Store::JetStream(Arc::new(stream)), Some(consumers)))
+}
+
+/// The named consumers of a JetStream store, mirrored from its shared bucket until `shutdown`.
+async fn shared_consumers(
+    stream: &JetStreamLog,
+    shutdown: &CancellationToken,
+) -> Result<Arc<Consumers>, RunError> {
+    let bucket = stream.consumers().clone();
+    let stored = bucket
+        .load()
+        .await
+        .map_err(|e| jetstream::OpenError::Stream(e.to_string()))?;
+    let holder = format!(
+        "{}-{:016x}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "clerk-bridge".to_owned()),
+        fastrand::u64(..)
+    );
+    let consumers = Arc::new(Consumers::shared(bucket.clone(), holder, stored));
+    let mirror = consumers.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            let applied = mirror.clone();
+            if let Err(error) = bucket.watch(move |c| applied.apply(c), stop.clone()).await {
+                tracing::warn!(%error, "Consumer watch stopped; watching again");
+                tokio::time::sleep(CONSUMER_WATCH_RETRY).await;
+            }
+        }
+    });
+    Ok(consumers)
 }
 
 /// Opens the log (migrating a log from before the state existed) and loads the named consumers,

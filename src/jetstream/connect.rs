@@ -65,6 +65,32 @@ pub(super) async fn connect(config: &NatsConfig) -> Result<async_nats::Client, O
     }
 }
 
+/// How long the stream and buckets may stay unavailable at start (a cluster electing leaders
+/// after a restart) before `serve` gives up.
+const SETTLE_PATIENCE: Duration = Duration::from_secs(30);
+/// Pause between attempts while the cluster settles.
+const SETTLE_PAUSE: Duration = Duration::from_millis(500);
+
+/// Runs `attempt` until it succeeds, fails for good (the stream is configured otherwise), or
+/// [`SETTLE_PATIENCE`] has passed: JetStream answers requests with errors or not at all while a
+/// cluster elects its leaders, which is no reason to exit.
+pub(super) async fn retry_while_settling<T, F, Fut>(mut attempt: F) -> Result<T, OpenError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, OpenError>>,
+{
+    let deadline = tokio::time::Instant::now() + SETTLE_PATIENCE;
+    loop {
+        match attempt().await {
+            Err(OpenError::Stream(reason)) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(%reason, "JetStream not ready yet; trying again");
+                tokio::time::sleep(SETTLE_PAUSE).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// The stream as configured: created when missing, checked when present (its subjects must
 /// cover the bridge's, and its replicas must be those asked for).
 pub(super) async fn ensure_stream(

@@ -15,8 +15,9 @@
 //! the first copy is retained, without a second write or a duplicate window to size: a
 //! `Nats-Msg-Id` window of 72 hours would keep every id of the last three days in the memory of
 //! every replica, and a key-value claim on the id would be a second write that a crash between
-//! the two could leave claimed with no event stored. The id is also sent as `Nats-Msg-Id`, so a
-//! publish retried within JetStream's default two-minute window is answered from that window.
+//! the two could leave claimed with no event stored. A publish retried after a lost
+//! acknowledgement is refused the same way, naming the copy it stored. `Nats-Msg-Id` is not sent:
+//! its window would only duplicate this check.
 //!
 //! # Acknowledgement
 //! An append returns once the stream acknowledged the publish: the event is in the stream leader's
@@ -30,6 +31,7 @@
 //! any replica answers.
 
 mod connect;
+mod consumers;
 mod direct;
 mod headers;
 mod subject;
@@ -42,6 +44,7 @@ use tokio::sync::watch;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use connect::NatsConfig;
+pub use consumers::{Change, ConsumerBucket, LEASE_TTL, SharedLease};
 
 use crate::log::{Appended, NewRecord, Positions, RecentEvents, StoredEvent, WriteError};
 
@@ -83,6 +86,8 @@ pub struct JetStreamLog {
     positions: watch::Receiver<Positions>,
     /// The newest events, as the tail read them.
     recent: Arc<RecentEvents>,
+    /// Named consumers' positions and leases.
+    consumers: ConsumerBucket,
     /// Stops the tail and the bounds watcher.
     stop: CancellationToken,
     /// The tail and the bounds watcher, waited for at close.
@@ -100,13 +105,17 @@ impl JetStreamLog {
     pub async fn open(config: &NatsConfig) -> Result<Self, OpenError> {
         let client = connect::connect(config).await?;
         let context = jetstream::new(client.clone());
-        let mut stream = connect::ensure_stream(&context, config).await?;
-        let state = stream
-            .info()
-            .await
-            .map_err(|e| OpenError::Stream(e.to_string()))?
-            .state
-            .clone();
+        let (stream, consumers, state) = connect::retry_while_settling(|| async {
+            let mut stream = connect::ensure_stream(&context, config).await?;
+            let consumers = ConsumerBucket::open(&context, &config.stream, config.replicas).await?;
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| OpenError::Stream(e.to_string()))?;
+            let state = info.state.clone();
+            Ok((stream, consumers, state))
+        })
+        .await?;
         let positions = Positions {
             head: state.last_sequence,
             first_retained: tail::first_retained(state.first_sequence, state.last_sequence),
@@ -136,6 +145,7 @@ impl JetStreamLog {
             stream: config.stream.clone(),
             positions: positions_rx,
             recent,
+            consumers,
             stop,
             tasks,
         })
@@ -151,7 +161,6 @@ impl JetStreamLog {
         let subject = subject::of_event(&self.stream, &record.event_id);
         let publish = PublishMessage::build()
             .headers(headers::of_record(&record))
-            .message_id(&record.event_id)
             .expected_last_subject_sequence(0)
             .payload(record.event.into());
         let acked = match self.context.send_publish(subject, publish).await {
@@ -168,6 +177,11 @@ impl JetStreamLog {
             }
             Err(error) => Err(WriteError::Remote(error.to_string().into())),
         }
+    }
+
+    /// The named consumers' shared buckets.
+    pub fn consumers(&self) -> &ConsumerBucket {
+        &self.consumers
     }
 
     /// The stream's bounds, as last seen.

@@ -1,9 +1,12 @@
 //! Named durable consumers: committed positions, one active stream per name, in-flight accounting.
 //!
-//! The registry is the in-memory authority, loaded from the log's `consumers` table at start; every
-//! change to a committed position is written through the log (fsynced) before it takes effect, so a
-//! commit acknowledged to a client survives a crash. A consumer is created by its first
-//! subscription. Delivery attempts are counted in memory for events delivered but not yet committed.
+//! On the embedded log the registry is the in-memory authority, loaded from the log's `consumers`
+//! table at start; every change to a committed position is written through the log (fsynced)
+//! before it takes effect, so a commit acknowledged to a client survives a crash. On JetStream the
+//! shared bucket is the authority (see [`crate::jetstream::ConsumerBucket`]): the registry mirrors
+//! it, writes go to it first, and a stream also takes the consumer's lease there, so one stream per
+//! consumer holds across every bridge. A consumer is created by its first subscription. Delivery
+//! attempts are counted in memory for events delivered but not yet committed.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -11,9 +14,11 @@ use std::{
 };
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     clock::now_ms,
+    jetstream::{Change, ConsumerBucket, SharedLease},
     log::{Log, StoredConsumer, WriteError},
 };
 
@@ -64,11 +69,20 @@ pub struct ConsumerSummary {
     pub active: bool,
 }
 
-/// The registry of named consumers: the in-memory authority on positions and leases.
+/// Where consumer positions are persisted.
+#[derive(Debug)]
+enum Positions {
+    /// The embedded log's `consumers` table.
+    Log(Arc<Log>),
+    /// JetStream's shared buckets, and the name this bridge holds leases under.
+    Bucket(ConsumerBucket, String),
+}
+
+/// The registry of named consumers: positions and leases.
 #[derive(Debug)]
 pub struct Consumers {
     /// Where positions are persisted.
-    log: Arc<Log>,
+    positions: Positions,
     /// Consumers by name. Held only for short, await-free sections.
     entries: Mutex<HashMap<String, Entry>>,
 }
@@ -82,13 +96,25 @@ pub struct Lease {
     name: String,
     /// Its committed sequence, for flow control.
     committed: watch::Receiver<u64>,
+    /// On JetStream, the lease in the shared bucket.
+    shared: Option<SharedLease>,
 }
 
 // === impl Consumers ===
 
 impl Consumers {
-    /// The registry holding `stored` consumers.
+    /// The registry of the embedded log, holding its `stored` consumers.
     pub fn new(log: Arc<Log>, stored: Vec<StoredConsumer>) -> Self {
+        Self::with(Positions::Log(log), stored)
+    }
+
+    /// The registry mirroring JetStream's shared `bucket` (whose consumers are `stored` now),
+    /// taking leases there as `holder`. Keep it current with [`Consumers::apply`].
+    pub fn shared(bucket: ConsumerBucket, holder: String, stored: Vec<StoredConsumer>) -> Self {
+        Self::with(Positions::Bucket(bucket, holder), stored)
+    }
+
+    fn with(positions: Positions, stored: Vec<StoredConsumer>) -> Self {
         let entries = stored
             .into_iter()
             .map(|c| {
@@ -103,7 +129,7 @@ impl Consumers {
             })
             .collect();
         Consumers {
-            log,
+            positions,
             entries: Mutex::new(entries),
         }
     }
@@ -134,18 +160,84 @@ impl Consumers {
         };
         // The lease exists before the await below: if the caller goes away meanwhile (a client
         // killed mid-Subscribe), dropping it releases the name instead of leaving it active forever.
-        let lease = self.lease_for(name);
-        if created
-            && let Err(e) = self
-                .log
-                .save_consumer(name, committed_if_new, now_ms())
-                .await
-        {
+        let mut lease = self.lease_for(name);
+        let stored = match &self.positions {
+            Positions::Log(log) if created => {
+                log.save_consumer(name, committed_if_new, now_ms()).await
+            }
+            Positions::Log(_) => Ok(()),
+            Positions::Bucket(bucket, holder) => {
+                match self
+                    .lease_shared(bucket, holder, name, committed_if_new)
+                    .await
+                {
+                    Ok(shared) => {
+                        lease.shared = Some(shared);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        drop(lease);
+                        if created {
+                            self.entries().remove(name);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        if let Err(e) = stored {
             drop(lease);
             self.entries().remove(name);
             return Err(e.into());
         }
         Ok(lease)
+    }
+
+    /// Takes the shared lease of `name`, creates it in the bucket if new, and mirrors its stored
+    /// position (which another bridge may have moved).
+    async fn lease_shared(
+        &self,
+        bucket: &ConsumerBucket,
+        holder: &str,
+        name: &str,
+        committed_if_new: u64,
+    ) -> Result<SharedLease, ConsumerError> {
+        let Some(shared) = bucket.lease(name, holder).await? else {
+            return Err(ConsumerError::Busy(name.to_owned()));
+        };
+        bucket.create(name, committed_if_new, now_ms()).await?;
+        if let Some(stored) = bucket.get(name).await? {
+            self.apply(Change::Stored(stored));
+        }
+        Ok(shared)
+    }
+
+    /// Applies a change the shared bucket reports (made through this bridge or another).
+    pub fn apply(&self, change: Change) {
+        let mut entries = self.entries();
+        match change {
+            Change::Stored(stored) => {
+                let entry = entries.entry(stored.name).or_insert_with(|| Entry {
+                    committed: watch::Sender::new(stored.committed),
+                    active: false,
+                    attempts: BTreeMap::new(),
+                    created_at_ms: stored.created_at_ms,
+                    updated_at_ms: stored.updated_at_ms,
+                });
+                entry.committed.send_if_modified(|c| {
+                    let moved = *c != stored.committed;
+                    *c = stored.committed;
+                    moved
+                });
+                entry.attempts = entry.attempts.split_off(&(stored.committed + 1));
+                entry.updated_at_ms = stored.updated_at_ms;
+            }
+            Change::Deleted(name) => {
+                if entries.get(&name).is_some_and(|e| !e.active) {
+                    entries.remove(&name);
+                }
+            }
+        }
     }
 
     fn lease_for(self: &Arc<Self>, name: &str) -> Lease {
@@ -157,6 +249,7 @@ impl Consumers {
             consumers: self.clone(),
             name: name.to_owned(),
             committed,
+            shared: None,
         }
     }
 
@@ -169,8 +262,8 @@ impl Consumers {
         if sequence <= current {
             return Ok(current);
         }
-        self.move_stored(name, sequence).await?;
-        Ok(self.apply(name, |committed| committed.max(sequence)))
+        self.move_stored(name, sequence, true).await?;
+        Ok(self.update(name, |committed| committed.max(sequence)))
     }
 
     /// Sets `name` to `sequence`, forwards or backwards.
@@ -178,15 +271,28 @@ impl Consumers {
     /// # Errors
     /// `NotFound`, `Active` while it streams, `Unstored`.
     pub async fn reset(&self, name: &str, sequence: u64) -> Result<u64, ConsumerError> {
-        self.ensure_idle(name)?;
-        self.move_stored(name, sequence).await?;
-        Ok(self.apply(name, |_| sequence))
+        self.ensure_idle(name).await?;
+        self.move_stored(name, sequence, false).await?;
+        Ok(self.update(name, |_| sequence))
     }
 
     /// Moves the stored position of `name`. A commit or reset queued behind a delete finds no row
     /// and writes none, so a deleted consumer never comes back after a restart.
-    async fn move_stored(&self, name: &str, sequence: u64) -> Result<(), ConsumerError> {
-        if self.log.move_consumer(name, sequence, now_ms()).await? {
+    async fn move_stored(
+        &self,
+        name: &str,
+        sequence: u64,
+        forward_only: bool,
+    ) -> Result<(), ConsumerError> {
+        let moved = match &self.positions {
+            Positions::Log(log) => log.move_consumer(name, sequence, now_ms()).await?,
+            Positions::Bucket(bucket, _) => {
+                bucket
+                    .move_to(name, sequence, forward_only, now_ms())
+                    .await?
+            }
+        };
+        if moved {
             Ok(())
         } else {
             Err(ConsumerError::NotFound(name.to_owned()))
@@ -198,8 +304,11 @@ impl Consumers {
     /// # Errors
     /// `NotFound`, `Active` while it streams, `Unstored`.
     pub async fn delete(&self, name: &str) -> Result<(), ConsumerError> {
-        self.ensure_idle(name)?;
-        self.log.delete_consumer(name).await?;
+        self.ensure_idle(name).await?;
+        match &self.positions {
+            Positions::Log(log) => log.delete_consumer(name).await?,
+            Positions::Bucket(bucket, _) => bucket.delete(name).await?,
+        }
         self.entries().remove(name);
         Ok(())
     }
@@ -235,17 +344,24 @@ impl Consumers {
             .ok_or_else(|| ConsumerError::NotFound(name.to_owned()))
     }
 
-    fn ensure_idle(&self, name: &str) -> Result<(), ConsumerError> {
+    /// Checks that `name` exists and no stream holds it, here or (on JetStream) on any bridge.
+    async fn ensure_idle(&self, name: &str) -> Result<(), ConsumerError> {
         validate_name(name)?;
         match self.entries().get(name) {
-            None => Err(ConsumerError::NotFound(name.to_owned())),
-            Some(e) if e.active => Err(ConsumerError::Active(name.to_owned())),
-            Some(_) => Ok(()),
+            None => return Err(ConsumerError::NotFound(name.to_owned())),
+            Some(e) if e.active => return Err(ConsumerError::Active(name.to_owned())),
+            Some(_) => {}
         }
+        if let Positions::Bucket(bucket, _) = &self.positions
+            && bucket.is_leased(name).await?
+        {
+            return Err(ConsumerError::Active(name.to_owned()));
+        }
+        Ok(())
     }
 
     /// Applies a stored position change in memory; returns the new committed sequence.
-    fn apply(&self, name: &str, update: impl FnOnce(u64) -> u64) -> u64 {
+    fn update(&self, name: &str, update: impl FnOnce(u64) -> u64) -> u64 {
         let mut entries = self.entries();
         let Some(entry) = entries.get_mut(name) else {
             // Deleted meanwhile: its stored row is gone, and moves do not recreate it.
@@ -275,6 +391,12 @@ impl Lease {
     /// A receiver of the committed sequence.
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.committed.clone()
+    }
+
+    /// On JetStream, cancelled if the shared lease was lost (the stream must then end); never on
+    /// the embedded log.
+    pub fn lost(&self) -> Option<CancellationToken> {
+        self.shared.as_ref().map(SharedLease::lost)
     }
 
     /// Records one more delivery of `sequence`; returns how many times it has now been sent.

@@ -165,12 +165,18 @@ impl StreamTask {
                 caught_up_sent = true;
                 last_sent = Instant::now();
             }
+            let lost = self.window.as_ref().and_then(|w| w.lease.lost());
             tokio::select! {
                 changed = positions.changed() => {
                     // The log's sender is gone only once the log has closed at shutdown.
                     if changed.is_err() { return Stop::Shutdown; }
                 }
                 () = committed_changed(self.window.as_mut()) => {}
+                () = lease_lost(lost.as_ref()) => {
+                    return Stop::Failed(Status::aborted(
+                        "the consumer's lease could not be kept (NATS unreachable); subscribe again",
+                    ));
+                }
                 () = tokio::time::sleep_until(last_sent + self.heartbeat) => {
                     if let Err(stop) = self.send(heartbeat(now.head)).await { return stop; }
                     last_sent = Instant::now();
@@ -406,6 +412,14 @@ async fn committed_changed(window: Option<&mut Window>) {
                 std::future::pending::<()>().await;
             }
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when a named consumer's shared lease (JetStream) is lost; never otherwise.
+async fn lease_lost(lost: Option<&CancellationToken>) {
+    match lost {
+        Some(lost) => lost.cancelled().await,
         None => std::future::pending().await,
     }
 }

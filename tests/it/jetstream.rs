@@ -2,12 +2,15 @@
 //! per `svix-id` across bridges, sequences that are the stream's, subscriptions that read the
 //! shared stream from any bridge, stateless restarts, and what is not available on it yet.
 
-use clerk_bridge::proto::{StartPosition, SubscribeRequest};
+use clerk_bridge::proto::{
+    CommitRequest, ListConsumersRequest, ResetConsumerRequest, StartPosition, SubscribeRequest,
+    event_stream_client::EventStreamClient,
+};
 use tonic::Code;
 
 use crate::{
     nats::NatsServer,
-    support::{TestBridge, event_body, sequences},
+    support::{TestBridge, event_body, eventually, sequences},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,19 +62,82 @@ async fn a_restarted_bridge_keeps_nothing_locally_and_resumes_from_the_stream() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_needs_the_embedded_log_is_refused_with_failed_precondition() {
+async fn a_snapshot_start_is_refused_with_failed_precondition() {
     let nats = NatsServer::start();
     let bridge = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
-    let named = SubscribeRequest {
-        consumer: "billing".to_owned(),
-        ..SubscribeRequest::default()
-    };
     let snapshot = SubscribeRequest {
         start: StartPosition::Snapshot.into(),
         ..SubscribeRequest::default()
     };
-    for request in [named, snapshot] {
-        let status = bridge.subscribe_with(request).await.unwrap_err();
-        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    }
+    let status = bridge.subscribe_with(snapshot).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+}
+
+/// A named consumer on two bridges: one stream across both, commits through either bridge move
+/// the other's window, and the consumer resumes on the other bridge after its committed sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_consumer_is_shared_by_every_bridge() {
+    let nats = NatsServer::start();
+    let first = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    let second = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    first.post_events(1, 5).await;
+    let request = SubscribeRequest {
+        consumer: "billing".to_owned(),
+        max_in_flight: 2,
+        ..SubscribeRequest::default()
+    };
+    let mut stream = first.subscribe_with(request.clone()).await.unwrap();
+    assert_eq!(sequences(&stream.next_events(2).await), [1, 2]);
+    let busy = second.subscribe_with(request.clone()).await.unwrap_err();
+    assert_eq!(busy.code(), Code::Aborted, "{busy:?}");
+    let mut admin = EventStreamClient::new(second.channel().await);
+    let reset = admin
+        .reset_consumer(ResetConsumerRequest {
+            consumer: "billing".to_owned(),
+            position: StartPosition::Earliest.into(),
+            ..ResetConsumerRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reset.code(), Code::FailedPrecondition, "{reset:?}");
+    // A commit through the other bridge opens the window of the stream on the first.
+    let commit = CommitRequest {
+        consumer: "billing".to_owned(),
+        sequence: 2,
+    };
+    assert_eq!(
+        admin
+            .commit(commit)
+            .await
+            .unwrap()
+            .into_inner()
+            .committed_sequence,
+        2
+    );
+    assert_eq!(sequences(&stream.next_events(2).await), [3, 4]);
+    let commit = CommitRequest {
+        consumer: "billing".to_owned(),
+        sequence: 3,
+    };
+    admin.commit(commit).await.unwrap();
+    drop(stream);
+    // The lease is given back (or expires): the consumer resumes on the second bridge.
+    let mut moved = eventually("the consumer to move to the second bridge", || {
+        let request = request.clone();
+        let second = &second;
+        async move { second.subscribe_with(request).await.ok() }
+    })
+    .await;
+    assert_eq!(sequences(&moved.next_events(2).await), [4, 5]);
+    let listed = admin
+        .list_consumers(ListConsumersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .consumers;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].committed_sequence),
+        ("billing", 3)
+    );
 }

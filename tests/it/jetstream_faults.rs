@@ -2,8 +2,8 @@
 //! the stream at R3. Webhooks alternate between the bridges under concurrent load, each redelivered
 //! to the other bridge as Svix would; mid-load one NATS node and one bridge are killed with SIGKILL
 //! and started again. Every `svix-id` answered 2xx must be stored exactly once, at the sequence
-//! both answers named, and a subscriber that moves between the bridges must read the whole stream
-//! in order with no gap.
+//! both answers named, and a named consumer that moves between the bridges must read the whole
+//! stream in order with no gap.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -13,6 +13,7 @@ use std::{
 };
 
 use async_nats::jetstream::{self, stream};
+use clerk_bridge::proto::{CommitRequest, SubscribeRequest, subscribe_response::Message};
 use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
@@ -150,29 +151,35 @@ async fn deliver(
     .await
 }
 
-/// Reads the stream from the start until `head`, half through one bridge, then resuming after the
-/// last sequence read through the other: `(sequence, svix-id)` in the order received.
+/// Reads the stream from the start until `head` as the named consumer `faults`, committing every
+/// event: half through one bridge, then, once that stream is closed, through the other, where the
+/// consumer resumes after its committed sequence. `(sequence, svix-id)` in the order received.
 async fn read_moving_between(bridges: &[SocketAddr; 2], head: u64) -> Vec<(u64, String)> {
     let mut read = Vec::new();
     for (turn, addr) in bridges.iter().enumerate() {
         let until = if turn == 0 { head / 2 } else { head };
-        let after = read.last().map_or(0, |(sequence, _)| *sequence);
         let mut client = within("a gRPC connection", crate::process::grpc_client(*addr))
             .await
             .unwrap();
-        let request = clerk_bridge::proto::SubscribeRequest {
-            after_sequence: after,
+        let request = SubscribeRequest {
+            consumer: "faults".to_owned(),
             ..Default::default()
         };
-        let mut stream = within("Subscribe", client.subscribe(request))
-            .await
-            .unwrap()
-            .into_inner();
+        // The lease the other bridge gave back may take a moment to be deleted.
+        let mut stream = eventually("the consumer's stream", || {
+            let (mut client, request) = (client.clone(), request.clone());
+            async move { client.subscribe(request).await.ok() }
+        })
+        .await
+        .into_inner();
         while read.last().map_or(0, |(sequence, _)| *sequence) < until {
             let message = within("an event", stream.message()).await.unwrap().unwrap();
-            if let Some(clerk_bridge::proto::subscribe_response::Message::Event(event)) =
-                message.message
-            {
+            if let Some(Message::Event(event)) = message.message {
+                let commit = CommitRequest {
+                    consumer: "faults".to_owned(),
+                    sequence: event.sequence,
+                };
+                within("a commit", client.commit(commit)).await.unwrap();
                 read.push((event.sequence, event.event_id));
             }
         }
