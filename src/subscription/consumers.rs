@@ -75,7 +75,7 @@ enum Positions {
     /// The embedded log's `consumers` table.
     Log(Arc<Log>),
     /// JetStream's shared buckets, and the name this bridge holds leases under.
-    Bucket(ConsumerBucket, String),
+    Bucket(Arc<ConsumerBucket>, String),
 }
 
 /// The registry of named consumers: positions and leases.
@@ -111,7 +111,7 @@ impl Consumers {
     /// The registry mirroring JetStream's shared `bucket` (whose consumers are `stored` now),
     /// taking leases there as `holder`. Keep it current with [`Consumers::apply`].
     pub fn shared(bucket: ConsumerBucket, holder: String, stored: Vec<StoredConsumer>) -> Self {
-        Self::with(Positions::Bucket(bucket, holder), stored)
+        Self::with(Positions::Bucket(Arc::new(bucket), holder), stored)
     }
 
     fn with(positions: Positions, stored: Vec<StoredConsumer>) -> Self {
