@@ -356,7 +356,8 @@ async fn streams_start_with_a_marker_and_say_when_they_caught_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_by_age_deletes_old_events_and_refuses_positions_below_them() {
     let bridge = TestBridge::start_with(|c| {
-        c.retention.max_age = Some(Duration::from_millis(1));
+        // JetStream's shortest age limit is 100 ms.
+        c.retention.max_age = Some(Duration::from_millis(100));
         c.retention_interval = Duration::from_millis(20);
     })
     .await;
@@ -443,7 +444,7 @@ async fn retention_by_size_keeps_the_newest_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_503_and_keeps_what_was_stored() {
-    let bridge = TestBridge::start_with(|c| {
+    let bridge = TestBridge::start_embedded_with(|c| {
         c.log_options = LogOptions {
             max_pages: Some(64),
         };

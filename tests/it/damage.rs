@@ -30,7 +30,7 @@ async fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
 async fn a_removed_or_replaced_data_directory_stops_acknowledging_and_fails_readiness() {
     for replace in [false, true] {
         let case = if replace { "replaced" } else { "removed" };
-        let mut bridge = TestBridge::start().await;
+        let mut bridge = TestBridge::start_embedded_with(|_| {}).await;
         let first = event_body("session.created", "sess_1");
         let second = event_body("session.created", "sess_2");
         assert_eq!(bridge.post_new("msg_1", &first).await, 1);

@@ -141,3 +141,36 @@ async fn a_named_consumer_is_shared_by_every_bridge() {
         ("billing", 3)
     );
 }
+
+/// While NATS is down, a webhook gets 503 with Retry-After and `/readyz` 503; once NATS is back,
+/// Svix's redelivery is stored, once, after the events stored before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_nats_is_down_webhooks_get_503_and_their_retries_are_stored_once() {
+    let mut nats = NatsServer::start();
+    let bridge = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    bridge.post_events(1, 2).await;
+    nats.kill();
+    let body = event_body("user.created", "user_9");
+    let refused = eventually("a 503 while NATS is down", || async {
+        let response = bridge.post_signed("msg_retry", &body).await;
+        (response.status == 503).then_some(response)
+    })
+    .await;
+    assert!(refused.header("retry-after").is_some(), "{refused:?}");
+    eventually("/readyz to fail", || async {
+        (bridge.get("/readyz").await.status == 503).then_some(())
+    })
+    .await;
+
+    nats.restart();
+    let (sequence, _) = eventually("the retry to be stored", || async {
+        let response = bridge.post_signed("msg_retry", &body).await;
+        (response.status == 200).then(|| response.accepted())
+    })
+    .await;
+    assert_eq!(bridge.deliver("msg_retry", &body).await, (sequence, true));
+    assert_eq!(bridge.get("/readyz").await.status, 200);
+    let events = bridge.subscribe(0, &[]).await.events_until_head(sequence).await;
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["msg_1", "msg_2", "msg_retry"]);
+}

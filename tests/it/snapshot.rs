@@ -107,7 +107,7 @@ async fn deliver_history(bridge: &TestBridge) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_holds_the_latest_event_of_every_live_object_then_streams_on() {
-    let bridge = TestBridge::start().await;
+    let bridge = TestBridge::start_embedded_with(|_| {}).await;
     deliver_history(&bridge).await;
 
     let (mut subscription, events, end) = take_snapshot(&bridge, &[], false).await;
@@ -141,7 +141,7 @@ async fn a_snapshot_holds_the_latest_event_of_every_live_object_then_streams_on(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tombstones_and_filters_shape_a_snapshot() {
-    let bridge = TestBridge::start().await;
+    let bridge = TestBridge::start_embedded_with(|_| {}).await;
     deliver_history(&bridge).await;
 
     let (_, events, _) = take_snapshot(&bridge, &["user.*"], true).await;
@@ -157,7 +157,7 @@ async fn tombstones_and_filters_shape_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_outlives_retention() {
-    let mut bridge = TestBridge::start_with(|c| {
+    let mut bridge = TestBridge::start_embedded_with(|c| {
         c.retention.max_age = Some(std::time::Duration::from_millis(1));
         c.retention_interval = std::time::Duration::from_millis(50);
     })
@@ -178,7 +178,7 @@ async fn the_state_outlives_retention() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_consumer_commits_the_snapshot_and_resumes_after_it() {
-    let bridge = TestBridge::start().await;
+    let bridge = TestBridge::start_embedded_with(|_| {}).await;
     deliver_history(&bridge).await;
     let request = SubscribeRequest {
         consumer: "search".to_owned(),
@@ -225,7 +225,7 @@ async fn a_named_consumer_commits_the_snapshot_and_resumes_after_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_taken_while_webhooks_arrive_misses_nothing() {
-    let bridge = std::sync::Arc::new(TestBridge::start().await);
+    let bridge = std::sync::Arc::new(TestBridge::start_embedded_with(|_| {}).await);
     for i in 0..50 {
         let body = user_body("user.created", &format!("user_{i}"), 1_000, "v1");
         bridge.post_new(&format!("msg_c{i}"), &body).await;
@@ -277,7 +277,7 @@ async fn a_snapshot_taken_while_webhooks_arrive_misses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_from_before_the_state_is_migrated_on_open() {
-    let mut bridge = TestBridge::start().await;
+    let mut bridge = TestBridge::start_embedded_with(|_| {}).await;
     deliver_history(&bridge).await;
     bridge.stop().await.unwrap();
     // What a log written by an older bridge looks like: no state, and not marked complete.
@@ -297,7 +297,7 @@ async fn a_log_from_before_the_state_is_migrated_on_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_snapshot_command_prints_one_json_object_per_object() {
-    let bridge = TestBridge::start().await;
+    let bridge = TestBridge::start_embedded_with(|_| {}).await;
     deliver_history(&bridge).await;
     let grpc = bridge.grpc.to_string();
     let output = within(

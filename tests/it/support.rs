@@ -11,6 +11,7 @@ use std::{
     io,
     net::SocketAddr,
     path::Path,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -33,6 +34,8 @@ use tokio::{
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
+
+use crate::nats::NatsServer;
 use tonic::{Code, Status, Streaming, transport::Channel};
 
 /// The signing secret every test bridge is configured with.
@@ -400,6 +403,8 @@ pub(crate) struct TestBridge {
     task: Option<JoinHandle<Result<(), RunError>>>,
     /// Owns the data directory.
     _dir: TempDir,
+    /// The nats-server of a bridge on JetStream (see [`store_under_test`]).
+    _nats: Option<Arc<NatsServer>>,
 }
 
 impl TestBridge {
@@ -414,10 +419,32 @@ impl TestBridge {
     }
 
     /// Starts a bridge with [`Config::for_test`] changed by `configure`.
+    /// On the store under test ([`store_under_test`]): with JetStream, on a nats-server of its own.
     pub(crate) async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on(store_under_test(), configure).await
+    }
+
+    /// Starts a bridge on the embedded log whatever the store under test, for tests of what only
+    /// it has (its files, its fault injection).
+    pub(crate) async fn start_embedded_with(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on(StoreUnderTest::Embedded, configure).await
+    }
+
+    async fn start_on(store: StoreUnderTest, configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_test(dir.path().to_path_buf(), SECRET);
+        let nats = match store {
+            StoreUnderTest::Embedded => None,
+            StoreUnderTest::JetStream => {
+                let server = Arc::new(NatsServer::start());
+                config.nats = Some(nats_config(&[&server.url], 1));
+                Some(server)
+            }
+        };
         configure(&mut config);
+        if let (Some(nats), retention) = (&mut config.nats, config.retention) {
+            nats.retention = retention;
+        }
         let (http, grpc, shutdown, task) = launch(config.clone()).await;
         TestBridge {
             config,
@@ -426,21 +453,14 @@ impl TestBridge {
             shutdown,
             task: Some(task),
             _dir: dir,
+            _nats: nats,
         }
     }
 
     /// Starts a bridge on the JetStream stream `CLERK_EVENTS` of the servers at `urls`, with
     /// `replicas` replicas.
     pub(crate) async fn start_on_jetstream(urls: &[&str], replicas: usize) -> Self {
-        let nats = NatsConfig {
-            urls: urls.iter().map(|url| url.parse().unwrap()).collect(),
-            stream: "CLERK_EVENTS".to_owned(),
-            replicas,
-            credentials: None,
-            tls_ca: None,
-            tls_client: None,
-            retention: Policy::default(),
-        };
+        let nats = nats_config(urls, replicas);
         Self::start_with(|c| {
             c.nats = Some(nats);
             c.heartbeat_interval = QUICK_HEARTBEAT;
@@ -625,6 +645,38 @@ impl TestBridge {
 impl Drop for TestBridge {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// Which store the bridges of [`TestBridge::start_with`] use: the embedded log, or with
+/// `CLERK_BRIDGE_TEST_STORE=jetstream` a JetStream stream (CI runs the contract's tests both ways).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreUnderTest {
+    /// The SQLite log in the data directory.
+    Embedded,
+    /// A stream on a nats-server of the bridge's own.
+    JetStream,
+}
+
+/// The store under test, from `CLERK_BRIDGE_TEST_STORE` (`embedded`, the default, or `jetstream`).
+pub(crate) fn store_under_test() -> StoreUnderTest {
+    match std::env::var("CLERK_BRIDGE_TEST_STORE").as_deref() {
+        Ok("jetstream") => StoreUnderTest::JetStream,
+        Ok("embedded") | Err(_) => StoreUnderTest::Embedded,
+        Ok(other) => panic!("CLERK_BRIDGE_TEST_STORE={other}: expected embedded or jetstream"),
+    }
+}
+
+/// The JetStream config of a test bridge on the servers at `urls`.
+fn nats_config(urls: &[&str], replicas: usize) -> NatsConfig {
+    NatsConfig {
+        urls: urls.iter().map(|url| url.parse().unwrap()).collect(),
+        stream: "CLERK_EVENTS".to_owned(),
+        replicas,
+        credentials: None,
+        tls_ca: None,
+        tls_client: None,
+        retention: Policy::default(),
     }
 }
 

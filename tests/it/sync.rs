@@ -29,7 +29,7 @@ const TEST_RATE: f64 = 400.0;
 /// A bridge whose passes read `fake`.
 async fn bridge_for(fake: &FakeClerk) -> TestBridge {
     let base_url = fake.base_url();
-    TestBridge::start_with(move |c| {
+    TestBridge::start_embedded_with(move |c| {
         c.clerk_api = Some(clerk_api::Config {
             base_url,
             requests_per_second: Some(TEST_RATE),
@@ -417,7 +417,7 @@ async fn the_safety_bound_stops_a_mass_deletion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_secret_key_a_pass_is_refused_with_the_reason() {
-    let bridge = TestBridge::start().await;
+    let bridge = TestBridge::start_embedded_with(|_| {}).await;
     let grpc = bridge.grpc.to_string();
     let output = within(
         "clerk-bridge reconcile",

@@ -162,7 +162,9 @@ async fn other_routes_and_methods() {
 /// Svix's redelivery of the same message is then stored, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_failure_gets_503_and_the_retry_is_stored_once() {
-    let bridge = TestBridge::start_quick_heartbeat().await;
+    let bridge =
+        TestBridge::start_embedded_with(|c| c.heartbeat_interval = crate::support::QUICK_HEARTBEAT)
+            .await;
     let body = event_body("user.created", "user_1");
     // The bridge has answered, so its log (and the database file) exists.
     assert_eq!(bridge.get("/readyz").await.status, 200);
