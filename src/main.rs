@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Snapshot(args) => return run_client(clerk_bridge::cli::snapshot::run(args)),
         Command::Backfill(args) => return run_client(clerk_bridge::cli::sync::backfill(args)),
         Command::Reconcile(args) => return run_client(clerk_bridge::cli::sync::reconcile(args)),
+        Command::CopyToJetstream(args) => return run_client(clerk_bridge::cli::copy::run(args)),
     };
     let config = match args.to_config() {
         Ok(config) => config,

@@ -1,12 +1,15 @@
 //! The command line: `serve` runs the sidecar; `consumers`, `tail`, `snapshot`, `backfill` and
-//! `reconcile` talk to a running bridge over gRPC; `trigger` posts signed webhooks to it.
+//! `reconcile` talk to a running bridge over gRPC; `trigger` posts signed webhooks to it;
+//! `copy-to-jetstream` moves an embedded log into a JetStream stream.
 //!
 //! Every flag is typed by a parser in [`values`], so a bad value (from a flag or its environment
 //! variable) is a usage error: `main` prints one line naming the flag and exits with 64, as it does
 //! for a [`UsageError`] a subcommand finds later.
 
 pub mod consumers;
+pub mod copy;
 mod lines;
+pub mod nats;
 pub mod samples;
 pub mod serve;
 pub mod snapshot;
@@ -44,6 +47,8 @@ pub enum Command {
     Backfill(sync::SyncArgs),
     /// Have a running bridge repair its state against Clerk's Backend API, deletions included.
     Reconcile(sync::SyncArgs),
+    /// Copy the embedded log (stopped bridge) into a JetStream stream, with its named consumers.
+    CopyToJetstream(copy::CopyArgs),
 }
 
 /// How a client subcommand reaches the bridge's gRPC port; shared by every such subcommand.

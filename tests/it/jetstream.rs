@@ -10,7 +10,8 @@ use tonic::Code;
 
 use crate::{
     nats::NatsServer,
-    support::{TestBridge, event_body, eventually, sequences},
+    process::clerk_bridge,
+    support::{TestBridge, event_body, eventually, sequences, within},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +171,65 @@ async fn while_nats_is_down_webhooks_get_503_and_their_retries_are_stored_once()
     .await;
     assert_eq!(bridge.deliver("msg_retry", &body).await, (sequence, true));
     assert_eq!(bridge.get("/readyz").await.status, 200);
-    let events = bridge.subscribe(0, &[]).await.events_until_head(sequence).await;
+    let events = bridge
+        .subscribe(0, &[])
+        .await
+        .events_until_head(sequence)
+        .await;
     let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids, ["msg_1", "msg_2", "msg_retry"]);
+}
+
+/// `copy-to-jetstream` moves a stopped bridge's embedded log into a stream: the same events in the
+/// same order, a consumer resuming after what it had committed, and a rerun that copies nothing
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_log_is_copied_into_a_stream_with_its_consumers() {
+    let nats = NatsServer::start();
+    let mut embedded = TestBridge::start_embedded_with(|_| {}).await;
+    embedded.post_events(1, 4).await;
+    let consumer = SubscribeRequest {
+        consumer: "billing".to_owned(),
+        ..SubscribeRequest::default()
+    };
+    let mut stream = embedded.subscribe_with(consumer.clone()).await.unwrap();
+    stream.next_events(2).await;
+    let mut admin = EventStreamClient::new(embedded.channel().await);
+    let commit = CommitRequest {
+        consumer: "billing".to_owned(),
+        sequence: 2,
+    };
+    admin.commit(commit).await.unwrap();
+    drop((stream, admin));
+    embedded.stop().await.unwrap();
+
+    for (run, expected) in [(1, "copied 4 events"), (2, "copied 0 events")] {
+        let (code, lines) = copy(embedded.data_dir(), &nats.url).await;
+        assert_eq!(code, Some(0), "run {run}: {lines:?}");
+        assert!(
+            lines.iter().any(|l| l.contains(expected)),
+            "run {run}: {lines:?}"
+        );
+    }
+
+    let bridge = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    let events = bridge.subscribe(0, &[]).await.events_until_head(4).await;
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["msg_1", "msg_2", "msg_3", "msg_4"]);
+    let mut resumed = bridge.subscribe_with(consumer).await.unwrap();
+    assert_eq!(sequences(&resumed.next_events(2).await), [3, 4]);
+}
+
+/// Runs `clerk-bridge copy-to-jetstream` on `data_dir` into the server at `url`.
+async fn copy(data_dir: &std::path::Path, url: &str) -> (Option<i32>, Vec<String>) {
+    let mut command = clerk_bridge(&[], ["copy-to-jetstream", "--nats-url", url, "--data-dir"]);
+    command.arg(data_dir);
+    let output = within("the copy to finish", command.output())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    (
+        output.status.code(),
+        stderr.lines().map(str::to_owned).collect(),
+    )
 }
