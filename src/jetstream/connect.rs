@@ -10,6 +10,10 @@ use async_nats::{
 use super::{OpenError, subject};
 use crate::log::retention::Policy;
 
+/// The largest message the servers must accept: the largest event ([`crate::clerk::MAX_MESSAGE_BYTES`])
+/// with its headers, which NATS counts against `max_payload` too.
+pub(super) const MIN_MAX_PAYLOAD: usize = crate::clerk::MAX_MESSAGE_BYTES + 4096;
+
 /// How long the first connection may take before `serve` gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long JetStream may take to answer a request (a publish acknowledgement among them).
@@ -57,7 +61,7 @@ pub(super) async fn connect(config: &NatsConfig) -> Result<async_nats::Client, O
     }
     let connecting = options.connect(config.urls.clone());
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(Ok(client)) => Ok(client),
+        Ok(Ok(client)) => check_max_payload(client),
         Ok(Err(error)) => Err(OpenError::Connect(error.to_string())),
         Err(_) => Err(OpenError::Connect(format!(
             "no server answered within {CONNECT_TIMEOUT:?}"
@@ -89,6 +93,19 @@ where
             done => return done,
         }
     }
+}
+
+/// Refuses servers that would refuse the largest events: a webhook whose event does not fit would
+/// get 503 on every retry until Clerk gave up on it.
+fn check_max_payload(client: async_nats::Client) -> Result<async_nats::Client, OpenError> {
+    let max_payload = client.server_info().max_payload;
+    if max_payload < MIN_MAX_PAYLOAD {
+        return Err(OpenError::Mismatch(format!(
+            "the NATS servers accept messages of at most {max_payload} bytes (max_payload); \
+             events take up to {MIN_MAX_PAYLOAD}: set max_payload: 8MB in their configuration"
+        )));
+    }
+    Ok(client)
 }
 
 /// The stream as configured: created when missing, checked when present (its subjects must

@@ -100,6 +100,18 @@ async fn an_unreachable_nats_url_exits_64_naming_the_flag() {
     assert!(!last.contains(SECRET), "{lines:?}");
 }
 
+#[tokio::test]
+async fn nats_servers_that_refuse_the_largest_events_exit_64_naming_max_payload() {
+    let nats = crate::nats::NatsServer::start_configured("");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [(SECRET_VAR, SECRET)];
+    let mut command = serve(&env, ANY_PORT, ANY_PORT, dir.path());
+    command.args(["--nats-url", &nats.url]);
+    let (code, lines) = run_to_exit(command).await;
+    assert_eq!(code, Some(EX_USAGE), "{lines:?}");
+    assert!(lines.last().unwrap().contains("max_payload"), "{lines:?}");
+}
+
 /// A started binary serves, takes a webhook, exits 0 on SIGTERM, and never logs the secret or the
 /// user's personal data at the default level.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

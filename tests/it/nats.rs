@@ -66,6 +66,17 @@ fn install(root: &Path) {
     }
 }
 
+/// What the bridge needs of a server that has no flag: messages as large as its largest events
+/// (it refuses servers with the default 1 MiB).
+const BRIDGE_CONFIG: &str = "max_payload: 8MB\n";
+
+/// Writes `config` as a server's configuration file into `store`.
+fn config_file(store: &TempDir, config: &str) -> String {
+    let path = store.path().join("nats.conf");
+    std::fs::write(&path, config).unwrap();
+    path.display().to_string()
+}
+
 /// A free loopback port (for cluster routes, which must be known before the servers start).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -89,11 +100,18 @@ pub(crate) struct NatsServer {
 }
 
 impl NatsServer {
-    /// One server with JetStream.
+    /// One server with JetStream, configured for the bridge.
     pub(crate) fn start() -> Self {
+        Self::start_configured(BRIDGE_CONFIG)
+    }
+
+    /// One server with JetStream and the configuration file `config`.
+    pub(crate) fn start_configured(config: &str) -> Self {
         let store = tempfile::tempdir().unwrap();
         let port = free_port();
         let args = vec![
+            "--config".to_owned(),
+            config_file(&store, config),
             "--jetstream".to_owned(),
             "--addr".to_owned(),
             "127.0.0.1".to_owned(),
@@ -119,6 +137,8 @@ impl NatsServer {
             .map(|(i, (port, route))| {
                 let store = tempfile::tempdir().unwrap();
                 let args = vec![
+                    "--config".to_owned(),
+                    config_file(&store, BRIDGE_CONFIG),
                     "--jetstream".to_owned(),
                     "--server_name".to_owned(),
                     format!("n{i}"),
