@@ -40,6 +40,10 @@ APP_SHUTDOWN_ALLOWANCE = 10
 ENV_PREFIX = "CLERK_BRIDGE_"
 # Replica counts a JetStream stream may have.
 STREAM_REPLICAS = {1, 3, 5}
+# NATS's default max_payload, and the least the stream's messages need: an encoded event of up to
+# 4 MiB (src/clerk/bound.rs, MAX_MESSAGE_BYTES) and its headers.
+NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024
+EVENT_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024
 # Settings of the bridge container the scaled-out shape must share with the embedded one.
 SHARED_BRIDGE_SETTINGS = ("securityContext", "resources", "livenessProbe")
 
@@ -179,12 +183,23 @@ def env_settings(bridge, shape):
     return values
 
 
-def settings_of(bridge, shape):
+def flag_of_env(name, env_flags):
+    """The flag an environment variable sets: by `serve --help` when known, else by the bridge's
+    naming rule (CLERK_BRIDGE_NATS_URL is --nats-url); None when neither knows it."""
+    if env_flags is not None:
+        return env_flags.get(name)
+    if name.startswith(ENV_PREFIX):
+        return name[len(ENV_PREFIX):].lower().replace("_", "-")
+    return None
+
+
+def settings_of(bridge, shape, env_flags):
     """The bridge's settings by flag name: its args' flags and the flags its environment sets."""
     settings = {}
     for name, value in env_settings(bridge, shape).items():
-        if check(name.startswith(ENV_PREFIX), f"{name} is not a clerk-bridge variable ({ENV_PREFIX}...)"):
-            settings[name[len(ENV_PREFIX):].lower().replace("_", "-")] = value
+        flag = flag_of_env(name, env_flags)
+        if flag:
+            settings[flag] = value
     flags = flag_values(bridge.get("args", []))
     for flag in flags:
         check(flag not in settings, f"--{flag} is set both as a flag and in the environment")
@@ -277,18 +292,14 @@ def help_env_vars(help_text):
     return flags
 
 
-def check_flags_exist(bridge, flags, help_text):
+def check_flags_exist(bridge, flags, help_text, env_flags):
     if help_text is None:
-        print("BRIDGE_BIN not set: not checking the manifests' flags and variables against `clerk-bridge serve --help`")
         return
     for flag in flags:
         check(re.search(rf"--{re.escape(flag)}\b", help_text), f"--{flag} is not a flag of `clerk-bridge serve`")
-    env_flags = help_env_vars(help_text)
     for var in bridge.get("env", []):
-        name = var["name"]
-        if check(name in env_flags, f"{name} is not an environment variable `clerk-bridge serve --help` lists"):
-            expected = name[len(ENV_PREFIX):].lower().replace("_", "-")
-            check(env_flags[name] == expected, f"{name} sets --{env_flags[name]}, not --{expected}")
+        check(var["name"] in env_flags,
+              f"{var['name']} is not an environment variable `clerk-bridge serve --help` lists")
 
 
 def check_shape(shape, dockerfile, help_text, jetstream):
@@ -303,7 +314,8 @@ def check_shape(shape, dockerfile, help_text, jetstream):
     if not check(bridges, f"no init container named {BRIDGE}"):
         return None, None
     bridge = bridges[0]
-    settings, flags = settings_of(bridge, shape)
+    env_flags = help_env_vars(help_text) if help_text is not None else None
+    settings, flags = settings_of(bridge, shape, env_flags)
     check(bridge.get("args", [None])[0] == "serve", "the bridge's args must start with serve")
     http_port = check_bridge(pod, bridge, settings, shape, dockerfile, jetstream)
     for app in pod["containers"]:
@@ -327,7 +339,7 @@ def check_shape(shape, dockerfile, help_text, jetstream):
         allowed = {p.get("port") for rule in policy["spec"].get("ingress", []) for p in rule.get("ports", [])}
         check(http_port in allowed, "the NetworkPolicy must let webhooks in")
         check(metrics_port in allowed, "the NetworkPolicy must let Prometheus reach /metrics")
-    check_flags_exist(bridge, flags, help_text)
+    check_flags_exist(bridge, flags, help_text, env_flags)
     return bridge, settings
 
 
@@ -418,6 +430,10 @@ def check_nats(shape, settings, values):
           f"{NATS_VALUES}: the stream needs config.jetstream.fileStore on a PVC")
     check(values.get("podDisruptionBudget", {}).get("enabled", True),
           f"{NATS_VALUES}: podDisruptionBudget.enabled must stay true")
+    max_payload = (config.get("merge") or {}).get("max_payload", NATS_DEFAULT_MAX_PAYLOAD)
+    check(isinstance(max_payload, int) and max_payload >= EVENT_MESSAGE_BYTES,
+          f"{NATS_VALUES}: config.merge.max_payload {max_payload} is under {EVENT_MESSAGE_BYTES} bytes, "
+          "so the largest events could never be stored")
 
     stream_replicas = int(settings.get("nats-replicas", "1"))
     check(stream_replicas in STREAM_REPLICAS and stream_replicas <= cluster_size,
@@ -469,6 +485,8 @@ def main(deploy_dir, dockerfile_path, jetstream_dir=None):
     with open(dockerfile_path) as f:
         dockerfile = [line.strip() for line in f]
     help_text = serve_help()
+    if help_text is None:
+        print("BRIDGE_BIN not set: not checking the manifests' flags and variables against `clerk-bridge serve --help`")
     embedded_bridge = check_embedded(Shape(deploy_dir, [deploy_dir]), dockerfile, help_text)
     if jetstream_dir:
         nats_values = load(os.path.join(jetstream_dir, NATS_VALUES))[0]
@@ -478,7 +496,7 @@ def main(deploy_dir, dockerfile_path, jetstream_dir=None):
 
 if __name__ == "__main__":
     main(*sys.argv[1:])
-    for problem in problems:
+    for problem in dict.fromkeys(problems):
         print(f"FAIL {problem}")
     if problems:
         sys.exit(1)
