@@ -424,10 +424,13 @@ async fn shared_consumers(
     shutdown: &CancellationToken,
 ) -> Result<Arc<Consumers>, RunError> {
     let bucket = stream.consumers().clone();
-    let stored = bucket
-        .load()
-        .await
-        .map_err(|e| jetstream::OpenError::Stream(e.to_string()))?;
+    let stored = jetstream::retry_while_settling(|| async {
+        bucket
+            .load()
+            .await
+            .map_err(|e| jetstream::OpenError::Stream(e.to_string()))
+    })
+    .await?;
     let holder = format!(
         "{}-{:016x}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "clerk-bridge".to_owned()),

@@ -78,7 +78,7 @@ const SETTLE_PAUSE: Duration = Duration::from_millis(500);
 /// Runs `attempt` until it succeeds, fails for good (the stream is configured otherwise), or
 /// [`SETTLE_PATIENCE`] has passed: JetStream answers requests with errors or not at all while a
 /// cluster elects its leaders, which is no reason to exit.
-pub(super) async fn retry_while_settling<T, F, Fut>(mut attempt: F) -> Result<T, OpenError>
+pub(crate) async fn retry_while_settling<T, F, Fut>(mut attempt: F) -> Result<T, OpenError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, OpenError>>,
@@ -136,6 +136,12 @@ pub(super) async fn ensure_stream(
             config.stream, existing.num_replicas, config.replicas
         )));
     }
+    if existing.duplicate_window < wanted.duplicate_window {
+        return Err(OpenError::Mismatch(format!(
+            "stream {} exists with a duplicate window of {:?}; redeliveries need {:?}",
+            config.stream, existing.duplicate_window, wanted.duplicate_window
+        )));
+    }
     if !existing.allow_direct {
         return Err(OpenError::Mismatch(format!(
             "stream {} exists without allow_direct, which the bridge reads with",
@@ -143,6 +149,14 @@ pub(super) async fn ensure_stream(
         )));
     }
     Ok(stream)
+}
+
+/// The stream's duplicate window: [`super::DUPLICATE_WINDOW`], or the retention age when shorter
+/// (JetStream allows no longer window; an id is stored once while its event is retained).
+fn duplicate_window(retention: Policy) -> Duration {
+    retention.max_age.map_or(super::DUPLICATE_WINDOW, |age| {
+        age.min(super::DUPLICATE_WINDOW)
+    })
 }
 
 /// The stream the bridge creates: file storage, the retention caps as limits (oldest deleted
@@ -162,6 +176,7 @@ fn stream_config(config: &NatsConfig) -> stream::Config {
             .max_bytes
             .map_or(-1, |bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
         allow_direct: true,
+        duplicate_window: duplicate_window(config.retention),
         ..Default::default()
     }
 }

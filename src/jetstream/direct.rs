@@ -28,6 +28,26 @@ pub(super) async fn read_after(
     limit: usize,
     max_bytes: usize,
 ) -> Result<Vec<StoredEvent>, ReadError> {
+    let deadline = tokio::time::Instant::now() + BATCH_TIMEOUT;
+    let read = fetch(client, stream, after, (limit, max_bytes), deadline);
+    let read = tokio::time::timeout_at(deadline, read)
+        .await
+        .unwrap_or_else(|_| Err(ReadError::Remote("direct get timed out".into())));
+    match &read {
+        Ok(events) => tracing::debug!(after, events = events.len(), "Direct get"),
+        Err(error) => tracing::warn!(after, %error, "Direct get failed"),
+    }
+    read
+}
+
+/// Sends the direct get and collects its replies until the end of the batch or `deadline`.
+async fn fetch(
+    client: &async_nats::Client,
+    stream: &str,
+    after: u64,
+    (limit, max_bytes): (usize, usize),
+    deadline: tokio::time::Instant,
+) -> Result<Vec<StoredEvent>, ReadError> {
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(inbox.clone()).await.map_err(remote)?;
     let request = serde_json::json!({ "seq": after + 1, "batch": limit, "max_bytes": max_bytes });
@@ -40,7 +60,6 @@ pub(super) async fn read_after(
         .await
         .map_err(remote)?;
     let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + BATCH_TIMEOUT;
     loop {
         let reply = tokio::time::timeout_at(deadline, replies.next())
             .await

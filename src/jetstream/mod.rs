@@ -2,22 +2,23 @@
 //! share, so that bridges keep nothing on local disk and a cluster (R3) replicates every event.
 //!
 //! # Layout
-//! One stream (`--nats-stream`, default `CLERK_EVENTS`) with subjects `<stream>.>`. Every event is
-//! one message: the payload is the encoded event, as the embedded log stores it, and headers carry
-//! its type, codec version and receipt time (see the `headers` module). A message's stream
-//! sequence is the event's `sequence`, so positions mean the same on every bridge.
+//! One stream (`--nats-stream`, default `CLERK_EVENTS`) with subjects `<stream>.>`; events are
+//! published to `<stream>.events`. Every event is one message: the payload is the encoded event,
+//! as the embedded log stores it, and headers carry its type, codec version and receipt time (see
+//! the `headers` module). A message's stream sequence is the event's `sequence`, so positions
+//! mean the same on every bridge.
 //!
 //! # Exactly once per webhook id
-//! Each event goes to a subject of its own, named after its webhook id (see the `subject`
-//! module), and is published with `Nats-Expected-Last-Subject-Sequence: 0`: the stream stores it
-//! only while no message is on that subject, and otherwise refuses it naming the sequence of the
-//! stored copy. The check is the stream leader's, so it holds across every bridge for as long as
-//! the first copy is retained, without a second write or a duplicate window to size: a
-//! `Nats-Msg-Id` window of 72 hours would keep every id of the last three days in the memory of
-//! every replica, and a key-value claim on the id would be a second write that a crash between
-//! the two could leave claimed with no event stored. A publish retried after a lost
-//! acknowledgement is refused the same way, naming the copy it stored. `Nats-Msg-Id` is not sent:
-//! its window would only duplicate this check.
+//! Each event is published with its webhook id as `Nats-Msg-Id`, and the stream's duplicate
+//! window is [`DUPLICATE_WINDOW`] (72 hours; Svix retries for about 27): within it, the stream's
+//! leader stores an id once and answers a second publish of it with the first copy's sequence,
+//! across every bridge and after leader changes (the window is rebuilt from the stored messages).
+//! Measured against the alternatives (`examples/bench/dedup_cost.py`, figures in
+//! `docs/jetstream.md`): a subject per id, published with an expected subject sequence of 0, holds
+//! for as long as an event is retained but costs the servers several times the memory per event,
+//! for every retained event rather than three days of them; a key-value claim on the id before
+//! the publish is a second write per event, at half the rate, and a crash between the two leaves an
+//! id claimed with no event stored.
 //!
 //! # Acknowledgement
 //! An append returns once the stream acknowledged the publish: the event is in the stream leader's
@@ -39,12 +40,16 @@ mod tail;
 
 use std::sync::Arc;
 
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::watch;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use connect::NatsConfig;
+pub(crate) use connect::retry_while_settling;
 pub use consumers::{Change, ConsumerBucket, LEASE_TTL, SharedLease};
+
+/// How long a webhook id is remembered: a redelivery within it is stored once.
+pub const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
 
 use crate::log::{Appended, NewRecord, Positions, RecentEvents, StoredEvent, WriteError};
 
@@ -80,8 +85,10 @@ pub struct JetStreamLog {
     client: async_nats::Client,
     /// JetStream on that connection.
     context: jetstream::Context,
-    /// The stream's name, which prefixes its subjects.
+    /// The stream's name, for direct gets.
     stream: String,
+    /// The subject events are published to.
+    subject: String,
     /// Head and first retained sequence, as the tail and the stream's info report them.
     positions: watch::Receiver<Positions>,
     /// The newest events, as the tail read them.
@@ -143,6 +150,7 @@ impl JetStreamLog {
             client,
             context,
             stream: config.stream.clone(),
+            subject: subject::events(&config.stream),
             positions: positions_rx,
             recent,
             consumers,
@@ -158,23 +166,21 @@ impl JetStreamLog {
     /// [`WriteError::Remote`] when the stream did not acknowledge it; it may then have been stored
     /// all the same, and a retry is answered as a duplicate.
     pub async fn append(&self, record: NewRecord) -> Result<Appended, WriteError> {
-        let subject = subject::of_event(&self.stream, &record.event_id);
         let publish = PublishMessage::build()
             .headers(headers::of_record(&record))
-            .expected_last_subject_sequence(0)
+            .message_id(&record.event_id)
             .payload(record.event.into());
-        let acked = match self.context.send_publish(subject, publish).await {
+        let acked = match self
+            .context
+            .send_publish(self.subject.clone(), publish)
+            .await
+        {
             Ok(ack) => ack.await,
             Err(error) => Err(error),
         };
         match acked {
             Ok(ack) if ack.duplicate => Ok(Appended::Duplicate(ack.sequence)),
             Ok(ack) => Ok(Appended::Stored(ack.sequence)),
-            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
-                stored_sequence(&error)
-                    .map(Appended::Duplicate)
-                    .ok_or_else(|| WriteError::Remote(error.to_string().into()))
-            }
             Err(error) => Err(WriteError::Remote(error.to_string().into())),
         }
     }
@@ -225,13 +231,4 @@ impl JetStreamLog {
             tracing::debug!(%error, "NATS flush at close failed");
         }
     }
-}
-
-/// The sequence of the stored copy that a refused publish names: JetStream describes the error
-/// as "wrong last sequence: N".
-fn stored_sequence(error: &jetstream::context::PublishError) -> Option<u64> {
-    let source = std::error::Error::source(error)?.to_string();
-    let (_, rest) = source.split_once("wrong last sequence: ")?;
-    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
-    digits.parse().ok()
 }

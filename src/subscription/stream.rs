@@ -329,7 +329,11 @@ impl StreamTask {
     /// Up to [`READ_BATCH`] events after the cursor: from the log's in-memory tail when it holds
     /// them (a stream at or near the head), else from disk, off the async workers.
     async fn read_batch(&self) -> Result<Vec<Arc<StoredEvent>>, Stop> {
-        if let Some(recent) = self.store.recent_after(self.cursor, READ_BATCH) {
+        // The tail may hold nothing after the cursor though the head is past it: on JetStream, the
+        // head also moves by the stream's info before the tail has the events.
+        if let Some(recent) = self.store.recent_after(self.cursor, READ_BATCH)
+            && !recent.is_empty()
+        {
             return Ok(recent);
         }
         let stored = self.read_from_disk().await?;

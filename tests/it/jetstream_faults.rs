@@ -43,7 +43,8 @@ async fn killing_a_nats_node_and_a_bridge_mid_load_loses_and_duplicates_nothing(
     create_stream_when_the_cluster_is_ready(&urls).await;
     let flags = ["--nats-url", urls.as_str(), "--nats-replicas", "3"];
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let first = BridgeProcess::start(dirs[0].path(), &flags).await;
+    let env = [("RUST_LOG", "info,clerk_bridge=debug")];
+    let first = BridgeProcess::start_with_env(dirs[0].path(), &flags, &env).await;
     let mut second = BridgeProcess::start(dirs[1].path(), &flags).await;
     let (addresses_tx, addresses) = watch::channel([first.http, second.http]);
 
@@ -81,7 +82,7 @@ async fn killing_a_nats_node_and_a_bridge_mid_load_loses_and_duplicates_nothing(
     }
 
     let answered = answered.lock().unwrap().clone();
-    let stream = read_moving_between(&[first.grpc, second.grpc], WEBHOOKS as u64).await;
+    let stream = read_moving_between(&[&first, &second], WEBHOOKS as u64).await;
     assert_exactly_once_in_order(&answered, &stream);
 }
 
@@ -98,6 +99,7 @@ async fn create_stream_when_the_cluster_is_ready(urls: &str) {
         subjects: vec!["CLERK_EVENTS.>".to_owned()],
         num_replicas: 3,
         allow_direct: true,
+        duplicate_window: clerk_bridge::jetstream::DUPLICATE_WINDOW,
         ..Default::default()
     };
     eventually("the R3 stream to be created", || {
@@ -154,9 +156,10 @@ async fn deliver(
 /// Reads the stream from the start until `head` as the named consumer `faults`, committing every
 /// event: half through one bridge, then, once that stream is closed, through the other, where the
 /// consumer resumes after its committed sequence. `(sequence, svix-id)` in the order received.
-async fn read_moving_between(bridges: &[SocketAddr; 2], head: u64) -> Vec<(u64, String)> {
+async fn read_moving_between(bridges: &[&BridgeProcess; 2], head: u64) -> Vec<(u64, String)> {
     let mut read = Vec::new();
-    for (turn, addr) in bridges.iter().enumerate() {
+    for (turn, bridge) in bridges.iter().enumerate() {
+        let addr = &bridge.grpc;
         let until = if turn == 0 { head / 2 } else { head };
         let mut client = within("a gRPC connection", crate::process::grpc_client(*addr))
             .await
@@ -173,7 +176,17 @@ async fn read_moving_between(bridges: &[SocketAddr; 2], head: u64) -> Vec<(u64, 
         .await
         .into_inner();
         while read.last().map_or(0, |(sequence, _)| *sequence) < until {
-            let message = within("an event", stream.message()).await.unwrap().unwrap();
+            let last = read.last().map_or(0, |(sequence, _)| *sequence);
+            let what = format!("an event after {last} through bridge {turn}");
+            let Ok(message) =
+                tokio::time::timeout(crate::support::patience(), stream.message()).await
+            else {
+                for line in bridge.log_lines().iter().rev().take(40).rev() {
+                    eprintln!("{line}");
+                }
+                panic!("timed out waiting for {what}");
+            };
+            let message = message.unwrap().unwrap();
             if let Some(Message::Event(event)) = message.message {
                 let commit = CommitRequest {
                     consumer: "faults".to_owned(),
