@@ -6,12 +6,12 @@ distinct ids, published one after the other (as one bridge connection would, wai
 acknowledgement); then every id again, which must be refused as a duplicate. Printed per way:
 publish rate, the rate of the duplicate round, and the server's resident memory after both.
 
-  window   one subject, Nats-Msg-Id, duplicate_window = 72h: the server keeps every id of the
-           window in memory.
+  window   what clerk-bridge does: Nats-Msg-Id, duplicate_window = 72h: the server keeps every id
+           of the last 72 hours in memory, and answers a duplicate with the first copy's sequence.
   kv       a key-value bucket (TTL 72h): create(id) first, then publish; two writes per event,
            and a crash between them leaves the id claimed with no event stored.
-  subject  what clerk-bridge does: one subject per id, published with
-           Nats-Expected-Last-Subject-Sequence: 0; the refusal names the stored copy's sequence.
+  subject  one subject per id, published with Nats-Expected-Last-Subject-Sequence: 0: holds while
+           the event is retained, but the server indexes every retained event's subject.
 
 Usage: python3 examples/bench/dedup_cost.py [N]   (needs nats-py and NATS_SERVER_BIN or
 target/nats-server/2.15.1/bin/nats-server)
@@ -125,7 +125,7 @@ async def main():
     print(f"{N:,} events of 3 KB, one connection, each publish acknowledged before the next")
     print("| way | store | refuse duplicates | server memory added |")
     print("|---|---|---|---|")
-    for name, setup in [("window (72h Nats-Msg-Id)", window), ("kv create, then publish", kv), ("subject per id (clerk-bridge)", subject)]:
+    for name, setup in [("window: 72h Nats-Msg-Id (clerk-bridge)", window), ("kv create, then publish", kv), ("subject per id", subject)]:
         await measure(name, setup)
 
 
