@@ -105,89 +105,91 @@ impl NatsServer {
         Self::start_configured(BRIDGE_CONFIG)
     }
 
-    /// One server with JetStream and the configuration file `config`.
+    /// One server with JetStream and the configuration file `config`, on a port it chooses itself.
     pub(crate) fn start_configured(config: &str) -> Self {
         let store = tempfile::tempdir().unwrap();
-        let port = free_port();
         let args = vec![
             "--config".to_owned(),
             config_file(&store, config),
             "--jetstream".to_owned(),
             "--addr".to_owned(),
             "127.0.0.1".to_owned(),
-            "--port".to_owned(),
-            port.to_string(),
             "--store_dir".to_owned(),
             store.path().display().to_string(),
         ];
-        Self::spawn(args, port, store)
+        Self::spawn(args, "-1", store).expect("nats-server starts")
     }
 
-    /// Three servers with JetStream clustered over loopback routes.
+    /// Three servers with JetStream clustered over loopback routes. The route ports must be known
+    /// before the servers start, so they are chosen free here; if another process takes one
+    /// meanwhile, a server exits and the cluster is started again on other ports.
     pub(crate) fn cluster() -> [Self; 3] {
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-        let routes = ports
+        for _ in 0..5 {
+            if let Some(cluster) = Self::try_cluster() {
+                return cluster;
+            }
+        }
+        panic!("could not start a nats-server cluster on free ports");
+    }
+
+    fn try_cluster() -> Option<[Self; 3]> {
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let urls = routes
             .iter()
-            .map(|(_, route)| format!("nats://127.0.0.1:{route}"))
+            .map(|route| format!("nats://127.0.0.1:{route}"))
             .collect::<Vec<_>>()
             .join(",");
-        let servers: Vec<Self> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (port, route))| {
-                let store = tempfile::tempdir().unwrap();
-                let args = vec![
-                    "--config".to_owned(),
-                    config_file(&store, BRIDGE_CONFIG),
-                    "--jetstream".to_owned(),
-                    "--server_name".to_owned(),
-                    format!("n{i}"),
-                    "--cluster_name".to_owned(),
-                    "bridge-test".to_owned(),
-                    "--addr".to_owned(),
-                    "127.0.0.1".to_owned(),
-                    "--port".to_owned(),
-                    port.to_string(),
-                    "--cluster".to_owned(),
-                    format!("nats://127.0.0.1:{route}"),
-                    "--routes".to_owned(),
-                    routes.clone(),
-                    "--store_dir".to_owned(),
-                    store.path().display().to_string(),
-                ];
-                Self::spawn(args, *port, store)
-            })
-            .collect();
-        servers.try_into().unwrap()
+        let mut servers = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            let store = tempfile::tempdir().unwrap();
+            let args = vec![
+                "--config".to_owned(),
+                config_file(&store, BRIDGE_CONFIG),
+                "--jetstream".to_owned(),
+                "--server_name".to_owned(),
+                format!("n{i}"),
+                "--cluster_name".to_owned(),
+                "bridge-test".to_owned(),
+                "--addr".to_owned(),
+                "127.0.0.1".to_owned(),
+                "--cluster".to_owned(),
+                format!("nats://127.0.0.1:{route}"),
+                "--routes".to_owned(),
+                urls.clone(),
+                "--store_dir".to_owned(),
+                store.path().display().to_string(),
+            ];
+            servers.push(Self::spawn(args, "-1", store)?);
+        }
+        servers.try_into().ok()
     }
 
-    fn spawn(args: Vec<String>, port: u16, store: TempDir) -> Self {
-        let child = Command::new(binary())
+    /// Starts nats-server with `args` and client port `port` (`-1`: its choice), and waits until it
+    /// has written its ports file; `None` if it exits first (a port was taken). Its URL and the
+    /// arguments to restart it with come from that file.
+    fn spawn(mut args: Vec<String>, port: &str, store: TempDir) -> Option<Self> {
+        args.extend([
+            "--port".to_owned(),
+            port.to_owned(),
+            "--ports_file_dir".to_owned(),
+            store.path().display().to_string(),
+        ]);
+        let mut child = Command::new(binary())
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server starts");
-        let server = NatsServer {
+        let url = wait_for_ports_file(&mut child, store.path())?;
+        let client_port = url.rsplit(':').next().unwrap().to_owned();
+        let at = args.iter().position(|a| a == "--port").unwrap() + 1;
+        args[at] = client_port;
+        Some(NatsServer {
             child,
-            url: format!("nats://127.0.0.1:{port}"),
+            url,
             args,
             _store: store,
-        };
-        server.wait_listening(port);
-        server
-    }
-
-    /// Polls the client port until it accepts, with a deadline.
-    fn wait_listening(&self, port: u16) {
-        let deadline = Instant::now() + START_PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// Kills the server with SIGKILL.
@@ -198,14 +200,35 @@ impl NatsServer {
 
     /// Starts a killed server again on its store and ports.
     pub(crate) fn restart(&mut self) {
-        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        let store = self._store.path().to_owned();
+        // The old ports file names the old process; the new one writes its own.
         self.child = Command::new(binary())
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server starts again");
-        self.wait_listening(port);
+        wait_for_ports_file(&mut self.child, &store).expect("nats-server restarts on its ports");
+    }
+}
+
+/// Waits until `child` has written its ports file into `dir`, and returns its client URL; `None`
+/// if it exits first.
+fn wait_for_ports_file(child: &mut Child, dir: &Path) -> Option<String> {
+    let file = dir.join(format!("nats-server_{}.ports", child.id()));
+    let deadline = Instant::now() + START_PATIENCE;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(url) = ports["nats"][0].as_str()
+        {
+            return Some(url.to_owned());
+        }
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        assert!(Instant::now() < deadline, "nats-server wrote no ports file");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
