@@ -127,24 +127,9 @@ impl Bridge {
         })
     }
 
-    /// CPU time the bridge has used so far, all threads (`utime + stime` of `/proc/PID/stat`).
+    /// CPU time the bridge has used so far, all threads.
     pub(crate) fn cpu_time(&self) -> Result<Duration, BenchError> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
-        // Fields after the command name (which is in parentheses and may hold spaces); utime and
-        // stime are fields 14 and 15 of the line, 12 and 13 after the name.
-        let ticks: u64 = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| {
-                rest.split_whitespace()
-                    .skip(11)
-                    .take(2)
-                    .filter_map(|t| t.parse::<u64>().ok())
-                    .sum()
-            })
-            .unwrap_or(0);
-        Ok(Duration::from_secs_f64(
-            ticks as f64 / clock_ticks_per_sec(),
-        ))
+        process_cpu_time(self.pid)
     }
 
     /// Resets the peak (`VmHWM`) to the current RSS, so the next [`Bridge::memory`] reports the
@@ -159,6 +144,26 @@ impl Bridge {
         self.child.kill().await?;
         Ok(())
     }
+}
+
+/// CPU time process `pid` has used so far, all threads (`utime + stime` of `/proc/PID/stat`).
+pub(crate) fn process_cpu_time(pid: u32) -> Result<Duration, BenchError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may hold spaces); utime and
+    // stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Ok(Duration::from_secs_f64(
+        ticks as f64 / clock_ticks_per_sec(),
+    ))
 }
 
 /// The kernel's clock tick rate for CPU times (`getconf CLK_TCK`; 100 on Linux by default).

@@ -90,14 +90,27 @@ pub(crate) async fn closed_loop(
     connections: usize,
     limit: Duration,
 ) -> Result<Outcome, BenchError> {
+    let stored = Arc::new(AtomicUsize::new(0));
+    closed_loop_counted(addr, requests, connections, limit, stored).await
+}
+
+/// [`closed_loop`], adding one to `stored` as each webhook is acknowledged as newly stored (so
+/// another task can follow the acknowledged head during the run).
+pub(crate) async fn closed_loop_counted(
+    addr: SocketAddr,
+    requests: Arc<Vec<Prepared>>,
+    connections: usize,
+    limit: Duration,
+    stored: Arc<AtomicUsize>,
+) -> Result<Outcome, BenchError> {
     let conns = connect_all(addr, connections).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let workers: Vec<_> = conns
         .into_iter()
         .map(|conn| {
-            let (requests, next) = (requests.clone(), next.clone());
-            tokio::spawn(closed_worker(conn, requests, next, start + limit))
+            let (requests, next, stored) = (requests.clone(), next.clone(), stored.clone());
+            tokio::spawn(closed_worker(conn, requests, next, stored, start + limit))
         })
         .collect();
     let outcome = join(workers, requests.len() / connections.max(1)).await?;
@@ -111,6 +124,7 @@ async fn closed_worker(
     mut conn: Conn,
     requests: Arc<Vec<Prepared>>,
     next: Arc<AtomicUsize>,
+    stored: Arc<AtomicUsize>,
     deadline: Instant,
 ) -> Result<Outcome, BenchError> {
     let mut outcome = Outcome::default();
@@ -122,7 +136,9 @@ async fn closed_worker(
         if Instant::now() >= deadline {
             break;
         }
+        let before = outcome.stored;
         conn.send_counted(prepared, &mut outcome).await?;
+        stored.fetch_add(outcome.stored - before, Ordering::Relaxed);
     }
     Ok(outcome)
 }

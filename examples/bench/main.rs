@@ -15,6 +15,7 @@
 //! `perf record -p PID`).
 
 mod bridge;
+mod ceiling;
 mod fsync;
 mod load;
 mod phases;
@@ -25,6 +26,11 @@ mod subscribe;
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
+
+/// jemalloc, as the bridge uses, so the ceiling receiver (this binary in its hidden mode) runs on
+/// the same allocator.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -58,7 +64,7 @@ pub(crate) enum Scenario {
     /// One subscriber reads a snapshot of the state of a second bridge, filled with distinct
     /// objects first.
     Snapshot,
-    /// Ingest at 64 connections with live subscribers.
+    /// Ingest at 64 connections without subscribers, then with 10 and 100 live ones.
     FanOut,
 }
 
@@ -92,8 +98,10 @@ pub(crate) struct Plan {
     /// Webhooks of each 64-connection ingest run (without subscribers, with a stalled one, with
     /// 100 live ones).
     pub(crate) burst: usize,
-    /// Live subscribers of the fan-out run.
-    pub(crate) subscribers: usize,
+    /// Live subscribers of the two fan-out runs (the cost target applies to the first).
+    pub(crate) subscribers: [usize; 2],
+    /// Shortest time each ceiling run lasts (its requests are sent again until then).
+    pub(crate) ceiling: Duration,
     /// Webhooks of the end-to-end run, sent at [`Plan::e2e_rate`].
     pub(crate) e2e: usize,
     /// Send rate of the end-to-end run, per second.
@@ -110,7 +118,8 @@ impl Plan {
         fsync: Duration::from_secs(2),
         single: Duration::from_secs(3),
         burst: 50_000,
-        subscribers: 100,
+        subscribers: [10, 100],
+        ceiling: Duration::from_secs(3),
         e2e: 10_000,
         e2e_rate: 1_000,
         catch_up: 200_000,
@@ -122,7 +131,8 @@ impl Plan {
         fsync: Duration::from_millis(500),
         single: Duration::from_secs(1),
         burst: 5_000,
-        subscribers: 100,
+        subscribers: [10, 100],
+        ceiling: Duration::from_millis(500),
         e2e: 2_000,
         e2e_rate: 1_000,
         catch_up: 20_000,
@@ -131,6 +141,9 @@ impl Plan {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(ceiling::RECEIVER_FLAG) {
+        return ceiling::run_receiver();
+    }
     let args = Args::parse();
     if cfg!(debug_assertions) {
         eprintln!("bench: run it with --release (cargo run --release --example bench)");

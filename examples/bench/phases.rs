@@ -1,15 +1,27 @@
 //! The phases of a run, in order. Each returns its figures for the [`Report`].
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
 use crate::{
     BenchError, Plan, Scenario,
     bridge::{self, Bridge, Memory},
+    ceiling::Ceiling,
     fsync,
-    load::{self, Outcome, SentAt},
-    report::{CatchUp, Dedup, EndToEnd, FanOut, Ingest, Report, SlowConsumer, Snapshot},
+    load::{self, Outcome, Prepared, SentAt},
+    report::{
+        CatchUp, Ceilings, Dedup, EndToEnd, FanOut, FanOuts, Ingest, Lag, Report, SlowConsumer,
+        Snapshot,
+    },
     stats::{Latencies, rate},
     subscribe::{self, Received, SubscriberRuntime, Subscription},
 };
@@ -28,6 +40,18 @@ const BURST_LIMIT: Duration = Duration::from_secs(120);
 /// Webhooks per second the single connection could plausibly reach on a fast disk; bounds how many
 /// are signed for it.
 const SINGLE_MAX_RATE: u64 = 5_000;
+/// How often the fan-out runs sample each subscriber's lag behind the acknowledged head.
+const LAG_SAMPLE_EVERY: Duration = Duration::from_millis(5);
+
+/// The signed requests of the two ingest runs, sent to the ceiling receiver first, then to the
+/// bridge.
+#[derive(Debug)]
+struct IngestRequests {
+    /// For the single connection.
+    single: Arc<Vec<Prepared>>,
+    /// For the 64 connections.
+    burst: Arc<Vec<Prepared>>,
+}
 
 /// Runs every phase (or only the scenario `only`) against a fresh bridge whose data directory is
 /// created under `data_parent`.
@@ -41,14 +65,20 @@ pub(crate) async fn run(
     let data = bridge::data_dir_in(data_parent)?;
     eprintln!("bench: bare fsync on {} ...", data.path().display());
     let floor = fsync::measure(data.path(), plan.fsync)?;
+    let single_max = plan.single.as_secs().max(1) * SINGLE_MAX_RATE;
+    let requests = IngestRequests {
+        single: Arc::new(load::prepare("single", 0..single_max as usize)?),
+        burst: Arc::new(load::prepare("burst", 0..plan.burst)?),
+    };
+    let ceiling = measure_ceiling(cpus.map(|c| c.1), &requests, plan.ceiling).await?;
     let bridge = Bridge::start(bin, &data.path().join("log"), cpus.map(|c| c.1)).await?;
     let subscribers = SubscriberRuntime::start()?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut report = Report::new(cpus, load::prepare("size", 0..1)?[0].body_len, floor);
+    let mut report = Report::new(cpus, requests.single[0].body_len, floor, ceiling);
     report.idle = bridge.memory()?;
     let wanted = |scenario| only.is_none_or(|only| only == scenario);
     if wanted(Scenario::Ingest) {
-        run_ingest(&bridge, plan, &mut report).await?;
+        run_ingest(&bridge, plan, requests, &mut report).await?;
     }
     if wanted(Scenario::SlowConsumer) {
         report.slow_consumer = Some(slow_consumer(&bridge, &subscribers, plan).await?);
@@ -68,18 +98,58 @@ pub(crate) async fn run(
     // Last: memory a process has touched stays resident, so the run with the most streams would
     // inflate the peaks of every run after it.
     if wanted(Scenario::FanOut) {
-        report.fan_out = Some(fan_out(&bridge, &subscribers, plan).await?);
+        report.fan_out = Some(fan_outs(&bridge, &subscribers, plan).await?);
     }
     report.head = head(&bridge).await?;
     bridge.stop().await?;
     Ok(report)
 }
 
+/// The do-nothing receiver on `cpu`, at 1 and at 64 connections, with the ingest runs' requests;
+/// each run sends them again until it has lasted `at_least`.
+async fn measure_ceiling(
+    cpu: Option<usize>,
+    requests: &IngestRequests,
+    at_least: Duration,
+) -> Result<Ceilings, BenchError> {
+    let ceiling = Ceiling::start(cpu).await?;
+    eprintln!("bench: ceiling (do-nothing receiver), 1 and {BURST_CONNECTIONS} connections ...");
+    let single = ceiling_run(&ceiling, &requests.single, 1, at_least).await?;
+    let burst = ceiling_run(&ceiling, &requests.burst, BURST_CONNECTIONS, at_least).await?;
+    ceiling.stop().await?;
+    Ok(Ceilings { single, burst })
+}
+
+/// Closed-loop runs of `requests` against the ceiling until they have lasted `at_least` in all.
+async fn ceiling_run(
+    ceiling: &Ceiling,
+    requests: &Arc<Vec<Prepared>>,
+    connections: usize,
+    at_least: Duration,
+) -> Result<Ingest, BenchError> {
+    let cpu = ceiling.cpu_time()?;
+    let mut total = Outcome::default();
+    while total.elapsed < at_least {
+        let outcome =
+            load::closed_loop(ceiling.http, requests.clone(), connections, BURST_LIMIT).await?;
+        total.stored += outcome.stored;
+        total.failed += outcome.failed + outcome.duplicates;
+        total.elapsed += outcome.elapsed;
+        total.latencies.merge(outcome.latencies);
+    }
+    let cpu = ceiling.cpu_time()? - cpu;
+    Ok(Ingest::new(total, cpu, Memory::default()))
+}
+
 /// Ingest at 1 and at 64 connections, then the deduplication check.
-async fn run_ingest(bridge: &Bridge, plan: Plan, report: &mut Report) -> Result<(), BenchError> {
-    let single_max = plan.single.as_secs().max(1) * SINGLE_MAX_RATE;
-    report.single = Some(ingest(bridge, "single", single_max as usize, 1, plan.single).await?);
-    report.burst = Some(ingest(bridge, "burst", plan.burst, BURST_CONNECTIONS, BURST_LIMIT).await?);
+async fn run_ingest(
+    bridge: &Bridge,
+    plan: Plan,
+    requests: IngestRequests,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    report.single = Some(send(bridge, requests.single, 1, plan.single).await?);
+    report.burst = Some(send(bridge, requests.burst, BURST_CONNECTIONS, BURST_LIMIT).await?);
     report.dedup = Some(redeliver(bridge, "burst").await?);
     Ok(())
 }
@@ -93,8 +163,19 @@ async fn ingest(
     connections: usize,
     limit: Duration,
 ) -> Result<Ingest, BenchError> {
-    eprintln!("bench: ingest, {connections} connection(s) ...");
     let requests = Arc::new(load::prepare(tag, 0..count)?);
+    send(bridge, requests, connections, limit).await
+}
+
+/// Sends `requests` over `connections` connections for at most `limit`, with the bridge's CPU
+/// time and peak memory over the run.
+async fn send(
+    bridge: &Bridge,
+    requests: Arc<Vec<Prepared>>,
+    connections: usize,
+    limit: Duration,
+) -> Result<Ingest, BenchError> {
+    eprintln!("bench: ingest, {connections} connection(s) ...");
     bridge.reset_peak()?;
     let cpu = bridge.cpu_time()?;
     let outcome = load::closed_loop(bridge.http, requests, connections, limit).await?;
@@ -155,50 +236,122 @@ async fn slow_consumer(
     })
 }
 
-/// A 64-connection burst while `plan.subscribers` subscribers stream live from the head.
-async fn fan_out(
+/// A 64-connection burst without subscribers, then one with each count of `plan.subscribers`
+/// streaming live from the head (the larger last).
+async fn fan_outs(
     bridge: &Bridge,
     runtime: &SubscriberRuntime,
     plan: Plan,
+) -> Result<FanOuts, BenchError> {
+    let baseline = ingest(
+        bridge,
+        "fanout0-",
+        plan.burst,
+        BURST_CONNECTIONS,
+        BURST_LIMIT,
+    )
+    .await?;
+    let mut runs = Vec::with_capacity(plan.subscribers.len());
+    for (i, subscribers) in plan.subscribers.into_iter().enumerate() {
+        let tag = format!("fanout{}-", i + 1);
+        runs.push(fan_out(bridge, runtime, subscribers, &tag, plan.burst).await?);
+    }
+    Ok(FanOuts { baseline, runs })
+}
+
+/// A 64-connection burst of `burst` webhooks while `subscribers` subscribers stream live from the
+/// head, sampling how far each is behind the acknowledged head.
+async fn fan_out(
+    bridge: &Bridge,
+    runtime: &SubscriberRuntime,
+    subscribers: usize,
+    tag: &str,
+    burst: usize,
 ) -> Result<FanOut, BenchError> {
-    eprintln!("bench: fan-out, {} live subscribers ...", plan.subscribers);
-    let requests = Arc::new(load::prepare("fanout", 0..plan.burst)?);
+    eprintln!("bench: fan-out, {subscribers} live subscribers ...");
+    let requests = Arc::new(load::prepare(tag, 0..burst)?);
     let (last_tx, last_rx) = watch::channel(u64::MAX);
-    let mut readers = Vec::with_capacity(plan.subscribers);
-    for _ in 0..plan.subscribers {
+    let mut readers = Vec::with_capacity(subscribers);
+    let mut positions = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
         let mut subscription = live_subscription(runtime, bridge.grpc).await?;
+        positions.push(subscription.newest());
         let last = last_rx.clone();
         readers.push(runtime.spawn(async move { subscription.count_until(last).await }));
     }
+    let head_before = head(bridge).await?;
+    let stored = Arc::new(AtomicUsize::new(0));
     bridge.reset_peak()?;
-    let (start, cpu) = (Instant::now(), bridge.cpu_time()?);
-    let outcome = load::closed_loop(bridge.http, requests, BURST_CONNECTIONS, BURST_LIMIT).await?;
+    let cpu = bridge.cpu_time()?;
+    let run = load::closed_loop_counted(
+        bridge.http,
+        requests,
+        BURST_CONNECTIONS,
+        BURST_LIMIT,
+        stored.clone(),
+    );
+    let acknowledged = || head_before + stored.load(Ordering::Relaxed) as u64;
+    let (outcome, mut lags) = sample_lag(run, acknowledged, &positions).await;
+    let outcome = outcome?;
+    let burst_end = Instant::now();
     let (cpu, ingest_memory) = (bridge.cpu_time()? - cpu, bridge.memory()?);
     last_tx.send_replace(head(bridge).await?);
-    let (delivered, drained) = wait_readers(readers, start).await?;
+    let received = wait_readers(readers).await?;
+    lags.sort_unstable();
     Ok(FanOut {
-        subscribers: plan.subscribers,
+        subscribers,
         ingest: Ingest::new(outcome, cpu, ingest_memory),
-        delivered,
-        drained,
+        delivered: received.events,
+        gaps: received.gaps,
+        lag: Lag {
+            max: lags.last().copied().unwrap_or(0),
+            p99: clerk_bridge::stats::percentile(&lags, 99),
+            after_burst: received.last_at.max(burst_end) - burst_end,
+        },
         peak: bridge.memory()?,
     })
 }
 
-/// Waits for every subscriber of the fan-out; returns the events they received in all and how
-/// long after `start` the last one finished.
+/// Runs `burst` while sampling, every [`LAG_SAMPLE_EVERY`], how many events each subscriber
+/// (its last sequence in `positions`) is behind the `acknowledged` head.
+async fn sample_lag<T>(
+    burst: impl Future<Output = T>,
+    acknowledged: impl Fn() -> u64,
+    positions: &[Arc<AtomicU64>],
+) -> (T, Vec<u64>) {
+    let mut lags = Vec::new();
+    let mut tick = tokio::time::interval(LAG_SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tokio::pin!(burst);
+    loop {
+        tokio::select! {
+            done = &mut burst => return (done, lags),
+            _ = tick.tick() => {
+                let head = acknowledged();
+                lags.extend(positions.iter().map(|p| head.saturating_sub(p.load(Ordering::Relaxed))));
+            }
+        }
+    }
+}
+
+/// Waits for every subscriber of a fan-out; returns the events they received in all, the events
+/// out of order, and when the last one arrived.
 async fn wait_readers(
     readers: Vec<JoinHandle<Result<Received, BenchError>>>,
-    start: Instant,
-) -> Result<(usize, Duration), BenchError> {
-    let mut delivered = 0;
-    let mut last_at = start;
+) -> Result<Received, BenchError> {
+    let mut all: Option<Received> = None;
     for reader in readers {
         let received = subscribe::joined(reader).await?;
-        delivered += received.events;
-        last_at = last_at.max(received.last_at);
+        all = Some(match all {
+            None => received,
+            Some(all) => Received {
+                events: all.events + received.events,
+                last_at: all.last_at.max(received.last_at),
+                gaps: all.gaps + received.gaps,
+            },
+        });
     }
-    Ok((delivered, last_at - start))
+    all.ok_or_else(|| BenchError::Setup("a fan-out run without subscribers".into()))
 }
 
 /// A subscription from the head that has passed its caught-up marker, opened on the subscriber

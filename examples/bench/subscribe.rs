@@ -3,7 +3,14 @@
 //! without allocating), so subscribing costs the load generator's CPU little and the figures
 //! measure the bridge.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use clerk_bridge::proto::{StartPosition, SubscribeRequest};
@@ -93,6 +100,8 @@ pub(crate) struct Subscription {
     stream: Streaming<LiteResponse>,
     /// The sequence of the last event received (from the start marker until the first event).
     newest: u64,
+    /// [`Subscription::newest`], readable by other tasks (to sample how far behind the head it is).
+    shared_newest: Arc<AtomicU64>,
     /// Events whose sequence was not the one after the previous event's.
     gaps: usize,
     /// Whether the stream is sending a snapshot, whose events come in no particular order (from
@@ -175,9 +184,15 @@ impl Subscription {
         Ok(Subscription {
             stream,
             newest: 0,
+            shared_newest: Arc::default(),
             gaps: 0,
             in_snapshot: false,
         })
+    }
+
+    /// The sequence of the last event received, kept up to date while it reads.
+    pub(crate) fn newest(&self) -> Arc<AtomicU64> {
+        self.shared_newest.clone()
     }
 
     /// Reads the start marker; returns the head it reports.
@@ -312,6 +327,7 @@ impl Subscription {
             }
             LiteMessage::CaughtUp(_) => {}
         }
+        self.shared_newest.store(self.newest, Ordering::Relaxed);
     }
 }
 
