@@ -74,6 +74,16 @@ impl Bridge {
         data_dir: &Path,
         cpu: Option<usize>,
     ) -> Result<Self, BenchError> {
+        Self::start_with(bin, data_dir, cpu, &[]).await
+    }
+
+    /// As [`Bridge::start`], with `extra` flags (such as the JetStream store's).
+    pub(crate) async fn start_with(
+        bin: &Path,
+        data_dir: &Path,
+        cpu: Option<usize>,
+        extra: &[&str],
+    ) -> Result<Self, BenchError> {
         let mut command = match cpu {
             Some(cpu) => {
                 let mut c = Command::new("taskset");
@@ -90,6 +100,7 @@ impl Bridge {
             .args(["--grpc-addr", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -11,13 +11,18 @@
 //! The benchmark builds `target/release/clerk-bridge` itself. Options: `--data-dir DIR` (parent of
 //! the bridge's temporary data directory; default `target/release/bench-data`: put it on the disk
 //! you care about, not on tmpfs), `--no-pin`, `--only SCENARIO` (`ingest`, `slow-consumer`,
-//! `end-to-end`, `catch-up`, `snapshot`, `fan-out`: one scenario, e.g. to profile the bridge with
+//! `end-to-end`, `catch-up`, `snapshot`, `fan-out`, `jetstream`: one scenario, e.g. to profile the bridge with
 //! `perf record -p PID`).
 
 mod bridge;
 mod ceiling;
 mod fsync;
+mod jetstream;
 mod load;
+// The integration tests' nats-server harness (pinned binary, single server and local cluster).
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../tests/it/nats.rs"]
+mod nats;
 mod phases;
 mod report;
 mod stats;
@@ -66,6 +71,8 @@ pub(crate) enum Scenario {
     Snapshot,
     /// Ingest at 64 connections without subscribers, then with 10 and 100 live ones.
     FanOut,
+    /// Ingest at 64 connections on the JetStream store: one nats-server (R1), then three (R3).
+    Jetstream,
 }
 
 /// Why the benchmark could not finish.

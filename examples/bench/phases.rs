@@ -16,7 +16,7 @@ use crate::{
     BenchError, Plan, Scenario,
     bridge::{self, Bridge, Memory},
     ceiling::Ceiling,
-    fsync,
+    fsync, jetstream,
     load::{self, Outcome, Prepared, SentAt},
     report::{
         CatchUp, Ceilings, Dedup, EndToEnd, FanOut, FanOuts, Ingest, Lag, Report, SlowConsumer,
@@ -71,6 +71,7 @@ pub(crate) async fn run(
         burst: Arc::new(load::prepare("burst", 0..plan.burst)?),
     };
     let ceiling = measure_ceiling(cpus.map(|c| c.1), &requests, plan.ceiling).await?;
+    let burst = requests.burst.clone();
     let bridge = Bridge::start(bin, &data.path().join("log"), cpus.map(|c| c.1)).await?;
     let subscribers = SubscriberRuntime::start()?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -102,6 +103,10 @@ pub(crate) async fn run(
     }
     report.head = head(&bridge).await?;
     bridge.stop().await?;
+    if wanted(Scenario::Jetstream) {
+        let cpu = cpus.map(|c| c.1);
+        report.jetstream = Some(jetstream::ingest(bin, data_parent, cpu, &burst).await?);
+    }
     Ok(report)
 }
 
@@ -152,6 +157,14 @@ async fn run_ingest(
     report.burst = Some(send(bridge, requests.burst, BURST_CONNECTIONS, BURST_LIMIT).await?);
     report.dedup = Some(redeliver(bridge, "burst").await?);
     Ok(())
+}
+
+/// Sends `requests` over the 64 connections of the burst, as the ingest scenario does.
+pub(crate) async fn send_burst(
+    bridge: &Bridge,
+    requests: Arc<Vec<Prepared>>,
+) -> Result<Ingest, BenchError> {
+    send(bridge, requests, BURST_CONNECTIONS, BURST_LIMIT).await
 }
 
 /// Sends `count` fresh webhooks (ids `msg_<tag>...`) over `connections` connections for at most

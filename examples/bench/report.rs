@@ -210,6 +210,8 @@ pub(crate) struct Report {
     pub(crate) snapshot: Option<Snapshot>,
     /// The log's head at the end.
     pub(crate) head: u64,
+    /// Ingest on the JetStream store (R1, R3), each with a bridge of its own.
+    pub(crate) jetstream: Option<crate::jetstream::JetStreamRuns>,
 }
 
 // === impl Report ===
@@ -239,6 +241,7 @@ impl Report {
             catch_up: None,
             snapshot: None,
             head: 0,
+            jetstream: None,
         }
     }
 
@@ -318,6 +321,9 @@ impl Report {
         }
         if let Some(fan_out) = &self.fan_out {
             rows.extend(fan_out_rows(fan_out));
+        }
+        if let Some(runs) = &self.jetstream {
+            rows.extend(jetstream_rows(runs, self.burst.as_ref()));
         }
         rows.extend(self.memory_rows());
         rows.push(self.stored_row());
@@ -687,6 +693,25 @@ fn deliveries_row(run: &FanOut) -> String {
 }
 
 /// A table row for an ingest run.
+/// Each JetStream run: its rate, latency and CPU per webhook, the bridge's peak memory, and its rate
+/// as a share of the embedded log's 64-connection burst of the same run (no target: a comparison).
+fn jetstream_rows(runs: &[(String, Ingest)], embedded: Option<&Ingest>) -> Vec<String> {
+    runs.iter()
+        .map(|(what, ingest)| {
+            let share = embedded.map_or_else(String::new, |embedded| {
+                let share = ingest.per_sec / embedded.per_sec.max(f64::MIN_POSITIVE);
+                format!("{:.0}% of the embedded log's rate; ", share * 100.0)
+            });
+            let note = format!("{share}bridge RSS peak {}", mib(ingest.peak.peak_kib));
+            ingest_row(
+                &format!("ingest, 64 connections, {what}"),
+                ingest,
+                Some((&note, None)),
+            )
+        })
+        .collect()
+}
+
 fn ingest_row(what: &str, ingest: &Ingest, target: Option<(&str, Option<bool>)>) -> String {
     let failed = if ingest.failed > 0 {
         format!(", {} not stored", ingest.failed)

@@ -1,0 +1,61 @@
+//! Ingest on the JetStream store beside the embedded log, in the same run: a bridge on the same CPU
+//! over one nats-server (R1), then over a local cluster of three with the stream at R3. The
+//! servers are not pinned: they share the machine with the load generator (and, on two CPUs, with
+//! the bridge), so these figures are a floor of what separate NATS machines would give.
+
+use std::{path::Path, sync::Arc};
+
+use crate::{
+    BenchError,
+    bridge::{self, Bridge},
+    load::Prepared,
+    nats::NatsServer,
+    phases,
+    report::Ingest,
+};
+
+/// The JetStream runs: `(what, ingest)` for R1 and R3.
+pub(crate) type JetStreamRuns = Vec<(String, Ingest)>;
+
+/// Ingest at 64 connections of `requests` on R1 and on R3, each with a bridge of its own.
+pub(crate) async fn ingest(
+    bin: &Path,
+    data_parent: &Path,
+    cpu: Option<usize>,
+    requests: &Arc<Vec<Prepared>>,
+) -> Result<JetStreamRuns, BenchError> {
+    eprintln!("bench: ingest on JetStream, R1 (one nats-server) ...");
+    let server = NatsServer::start();
+    let single = run(bin, data_parent, cpu, requests, &server.url, 1).await?;
+    drop(server);
+    eprintln!("bench: ingest on JetStream, R3 (a local cluster of three) ...");
+    let cluster = NatsServer::cluster();
+    let urls = cluster
+        .iter()
+        .map(|node| node.url.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let replicated = run(bin, data_parent, cpu, requests, &urls, 3).await?;
+    Ok(vec![
+        ("JetStream R1, one server".to_owned(), single),
+        ("JetStream R3, three local servers".to_owned(), replicated),
+    ])
+}
+
+/// One bridge on the stream of `urls` at `replicas`, sent `requests` once.
+async fn run(
+    bin: &Path,
+    data_parent: &Path,
+    cpu: Option<usize>,
+    requests: &Arc<Vec<Prepared>>,
+    urls: &str,
+    replicas: usize,
+) -> Result<Ingest, BenchError> {
+    let data = bridge::data_dir_in(data_parent)?;
+    let replicas = replicas.to_string();
+    let flags = ["--nats-url", urls, "--nats-replicas", replicas.as_str()];
+    let bridge = Bridge::start_with(bin, data.path(), cpu, &flags).await?;
+    let ingest = phases::send_burst(&bridge, requests.clone()).await?;
+    bridge.stop().await?;
+    Ok(ingest)
+}
