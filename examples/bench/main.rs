@@ -1,11 +1,13 @@
 //! Benchmark of a release `clerk-bridge`: ingest throughput and latency, end-to-end latency,
 //! catch-up, snapshot, fan-out and memory, against the project's targets, with the disk's bare
-//! fsync rate for reference. It starts the bridge as a separate process on loopback (pinned to one
-//! CPU with `taskset` when there are two, the load generator on the other), drives it with signed
-//! `user.created` webhooks of about 3 KB (distinct `svix-id`s and user ids), and prints a table.
+//! fsync rate and a do-nothing receiver on the same HTTP stack and CPU (the ceiling, [`ceiling`])
+//! for reference: every speed target is a ratio between figures of the same run. It starts the
+//! bridge as a separate process on loopback (pinned to one CPU with `taskset` when there are two,
+//! the load generator on the other), drives it with signed `user.created` webhooks of about 3 KB
+//! (distinct `svix-id`s and user ids), and prints a table.
 //!
 //! ```text
-//! cargo run --release --example bench             # full run, about three minutes
+//! cargo run --release --example bench             # full run, about four minutes
 //! cargo run --release --example bench -- --quick  # smoke run, about 15 seconds
 //! ```
 //! The benchmark builds `target/release/clerk-bridge` itself. Options: `--data-dir DIR` (parent of
