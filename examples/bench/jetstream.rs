@@ -3,16 +3,23 @@
 //! servers are not pinned: they share the machine with the load generator (and, on two CPUs, with
 //! the bridge), so these figures are a floor of what separate NATS machines would give.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use crate::{
     BenchError,
     bridge::{self, Bridge},
-    load::Prepared,
+    load::{self, Prepared},
     nats::NatsServer,
     phases,
     report::Ingest,
 };
+
+/// Longest wait for a new stream to store its first webhook.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(30);
 
 /// The JetStream runs: `(what, ingest)` for R1 and R3.
 pub(crate) type JetStreamRuns = Vec<(String, Ingest)>;
@@ -42,6 +49,22 @@ pub(crate) async fn ingest(
     ])
 }
 
+/// Sends one webhook until it is stored: a stream just created may still be electing its leader,
+/// which is start-up, not ingest.
+async fn warm_up(bridge: &Bridge) -> Result<(), BenchError> {
+    let request = Arc::new(load::prepare("warm", 0..1)?);
+    let deadline = Instant::now() + WARM_UP_LIMIT;
+    while Instant::now() < deadline {
+        let outcome = load::closed_loop(bridge.http, request.clone(), 1, WARM_UP_LIMIT).await?;
+        if outcome.stored + outcome.duplicates == 1 {
+            return Ok(());
+        }
+    }
+    Err(BenchError::Setup(
+        "the JetStream bridge stored nothing within 30 s".into(),
+    ))
+}
+
 /// One bridge on the stream of `urls` at `replicas`, sent `requests` once.
 async fn run(
     bin: &Path,
@@ -55,6 +78,7 @@ async fn run(
     let replicas = replicas.to_string();
     let flags = ["--nats-url", urls, "--nats-replicas", replicas.as_str()];
     let bridge = Bridge::start_with(bin, data.path(), cpu, &flags).await?;
+    warm_up(&bridge).await?;
     let ingest = phases::send_burst(&bridge, requests.clone()).await?;
     bridge.stop().await?;
     Ok(ingest)
