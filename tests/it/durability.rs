@@ -4,7 +4,10 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -35,11 +38,18 @@ fn seeded_rng() -> fastrand::Rng {
 /// Event ids answered 2xx, shared by the senders.
 type Acked = Arc<Mutex<BTreeSet<String>>>;
 
-/// Starts `SENDERS` tasks posting new events to `bridge` until their connection breaks.
-fn start_senders(bridge: &BridgeProcess, round: usize, acked: &Acked) -> JoinSet<()> {
+/// Starts `SENDERS` tasks posting new events to `bridge` until their connection breaks, or until
+/// the bridge answers 503 once `stopping` is set (a request on a kept-alive connection after SIGTERM:
+/// refused with `Retry-After`, so Clerk retries; nothing was acknowledged).
+fn start_senders(
+    bridge: &BridgeProcess,
+    round: usize,
+    acked: &Acked,
+    stopping: &Arc<AtomicBool>,
+) -> JoinSet<()> {
     let mut senders = JoinSet::new();
     for worker in 0..SENDERS {
-        let (addr, acked) = (bridge.http, acked.clone());
+        let (addr, acked, stopping) = (bridge.http, acked.clone(), stopping.clone());
         senders.spawn(async move {
             let Ok(mut poster) = Poster::connect(addr).await else {
                 return;
@@ -51,6 +61,7 @@ fn start_senders(bridge: &BridgeProcess, round: usize, acked: &Acked) -> JoinSet
                     .await
                 {
                     Ok(200) => drop(acked.lock().unwrap().insert(id)),
+                    Ok(503) if stopping.load(Ordering::SeqCst) => return,
                     Ok(status) => panic!("{id} answered {status}"),
                     Err(_) => return,
                 }
@@ -137,7 +148,7 @@ async fn sigkill_under_load_loses_no_acknowledged_webhook() {
     let mut rng = seeded_rng();
     for round in 0..KILLS {
         let mut bridge = BridgeProcess::start(&dir, &[]).await;
-        let senders = start_senders(&bridge, round, &acked);
+        let senders = start_senders(&bridge, round, &acked, &Arc::default());
         let consumer = {
             let (grpc, seen) = (bridge.grpc, seen.clone());
             tokio::spawn(async move { consume(grpc, &seen, false).await })
@@ -185,11 +196,13 @@ async fn sigterm_answers_in_flight_webhooks_and_loses_none() {
     let dir = data_dir(&tmp);
     let acked: Acked = Arc::default();
     let mut bridge = BridgeProcess::start(&dir, &[]).await;
-    let senders = start_senders(&bridge, 0, &acked);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let senders = start_senders(&bridge, 0, &acked, &stopping);
     crate::support::eventually("webhooks to flow", || async {
         (acked.lock().unwrap().len() >= 50).then_some(())
     })
     .await;
+    stopping.store(true, Ordering::SeqCst);
     bridge.signal("TERM").await;
     assert_eq!(bridge.exit_code().await, Some(0));
     senders.join_all().await;
