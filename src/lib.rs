@@ -14,6 +14,7 @@ pub mod config;
 pub mod fd_budget;
 pub mod grpc_transport;
 pub mod health;
+pub mod ingest_first;
 pub mod ingress;
 pub mod jetstream;
 pub mod log;

@@ -20,6 +20,7 @@ use crate::{
     config::{Config, SecretSource},
     grpc_transport::{self, GrpcLimits},
     health,
+    ingest_first::IngestActivity,
     ingress::{
         self, BodyLimits, HttpLimits, Ingress, MetricsPage, Port,
         secrets::{SigningSecrets, parse_secret_file},
@@ -119,6 +120,8 @@ pub async fn run(
             max_buffered_bytes: config.max_buffered_bytes,
         },
     );
+    let activity = Arc::new(IngestActivity::default());
+    let ingress = ingress.with_activity(activity.clone());
     let ingress = Arc::new(match listeners.metrics {
         Some(_) => ingress.with_metrics_port(),
         None => ingress,
@@ -165,7 +168,8 @@ pub async fn run(
         metrics.clone(),
         tasks.clone(),
         config.max_streams,
-    );
+    )
+    .with_activity(activity);
     let syncer = match store.embedded() {
         Some(log) => Some(syncer(&config, log, &metrics, &tasks, &shutdown).await?),
         None => None,

@@ -18,6 +18,7 @@
 
 mod bridge;
 mod ceiling;
+mod costs;
 mod fsync;
 mod jetstream;
 mod load;

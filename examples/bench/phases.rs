@@ -16,7 +16,7 @@ use crate::{
     BenchError, Plan, Scenario,
     bridge::{self, Bridge, Memory},
     ceiling::Ceiling,
-    fsync, jetstream,
+    costs, fsync, jetstream,
     load::{self, Outcome, Prepared, SentAt},
     report::{
         CatchUp, Ceilings, Dedup, EndToEnd, FanOut, FanOuts, Ingest, Lag, Report, SlowConsumer,
@@ -71,11 +71,14 @@ pub(crate) async fn run(
         burst: Arc::new(load::prepare("burst", 0..plan.burst)?),
     };
     let ceiling = measure_ceiling(cpus.map(|c| c.1), &requests, plan.ceiling).await?;
+    eprintln!("bench: the bridge's own work per webhook, stage by stage ...");
+    let costs = costs::measure(&requests.burst)?;
     let burst = requests.burst.clone();
     let bridge = Bridge::start(bin, &data.path().join("log"), cpus.map(|c| c.1)).await?;
     let subscribers = SubscriberRuntime::start()?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut report = Report::new(cpus, requests.single[0].body_len, floor, ceiling);
+    report.costs = Some(costs);
     report.idle = bridge.memory()?;
     let wanted = |scenario| only.is_none_or(|only| only == scenario);
     if wanted(Scenario::Ingest) {

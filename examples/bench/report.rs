@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::{Plan, bridge::Memory, fsync::Floor, stats::Summary, subscribe::Received};
+use crate::{
+    Plan, bridge::Memory, costs::Costs, fsync::Floor, stats::Summary, subscribe::Received,
+};
 
 /// Durable ingest at 64 connections must reach this share of the ceiling's requests per second
 /// (the do-nothing receiver on the same CPU, stack and load, measured in the same run)...
@@ -186,6 +188,8 @@ pub(crate) struct Report {
     pub(crate) floor: Floor,
     /// The do-nothing receiver, on the bridge's CPU, before the bridge starts.
     pub(crate) ceiling: Ceilings,
+    /// The bridge's own work per webhook, stage by stage, measured in-process.
+    pub(crate) costs: Option<Costs>,
     /// Memory after start-up.
     pub(crate) idle: Memory,
     /// Ingest over one connection.
@@ -229,6 +233,7 @@ impl Report {
             body_bytes,
             floor,
             ceiling,
+            costs: None,
             idle: Memory::default(),
             single: None,
             burst: None,
@@ -292,6 +297,7 @@ impl Report {
         if let (Some(single), Some(burst), Some(dedup)) = (&self.single, &self.burst, &self.dedup) {
             rows.push(single_row(single, &ceiling.single, &self.floor));
             rows.push(burst_row(burst, &ceiling.burst));
+            rows.extend(self.costs.map(|costs| costs_row(costs, burst)));
             rows.push(dedup_row(dedup));
         }
         if let Some(slow) = &self.slow_consumer {
@@ -453,6 +459,30 @@ fn burst_row(burst: &Ingest, ceiling: &Ingest) -> String {
         ms(p99_bound)
     );
     ingest_row("ingest, 64 connections", burst, Some((&target, Some(met))))
+}
+
+/// The stages of the bridge's own work, against its whole CPU per webhook in the burst.
+fn costs_row(costs: Costs, burst: &Ingest) -> String {
+    let whole = burst.cpu_per_webhook.as_secs_f64().max(1e-9);
+    let share = |d: Duration| d.as_secs_f64() / whole * 100.0;
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    row(
+        "its own work per webhook, in-process (load generator's CPU)",
+        &format!(
+            "svix verify {:.1} µs ({:.0}%), decode {:.1} µs ({:.0}%), record encode {:.1} µs ({:.0}%); \
+             together {:.1} µs of the {:.0} µs per webhook above; the rest is HTTP, storage and scheduling",
+            us(costs.verify),
+            share(costs.verify),
+            us(costs.decode),
+            share(costs.decode),
+            us(costs.encode),
+            share(costs.encode),
+            us(costs.total()),
+            whole * 1e6,
+        ),
+        "",
+        None,
+    )
 }
 
 fn dedup_row(dedup: &Dedup) -> String {

@@ -19,6 +19,7 @@ use super::{
 use crate::{
     clerk,
     clock::{now_ms, timestamp_from_millis},
+    ingest_first::IngestActivity,
     log::Appended,
     proto::EventSource,
     record,
@@ -81,6 +82,8 @@ pub struct Ingress {
     metrics_on_webhook_port: bool,
     /// False once shutdown begins.
     ready: AtomicBool,
+    /// Verified webhooks being stored, for the fan-out policy ([`crate::ingest_first`]).
+    activity: Arc<IngestActivity>,
 }
 
 // === impl Ingress ===
@@ -104,7 +107,15 @@ impl Ingress {
             bodies: BodyReader::new(body_limits),
             metrics_on_webhook_port: true,
             ready: AtomicBool::new(true),
+            activity: Arc::default(),
         }
+    }
+
+    /// Counts verified webhooks being stored in `activity`, which subscription streams watch.
+    #[must_use]
+    pub fn with_activity(mut self, activity: Arc<IngestActivity>) -> Self {
+        self.activity = activity;
+        self
     }
 
     /// Serves `/metrics` only on the metrics port: consumer names and counts stay off the internet.
@@ -194,6 +205,7 @@ impl Ingress {
             .verify(&parts.headers, body)
             .map_err(Rejection::Unverified)?;
         tracing::Span::current().record("svix_id", webhook.message_id());
+        let _in_flight = self.activity.begin();
         let appended = self.store(&webhook).await?;
         tracing::debug!(?appended, "Webhook accepted");
         Ok(appended)

@@ -32,6 +32,7 @@ use stream::{Snapshot, StreamTask, Window};
 
 use crate::{
     clock::timestamp_from_millis,
+    ingest_first::IngestActivity,
     proto::{
         CommitRequest, CommitResponse, ConsumerInfo, DeleteConsumerRequest, DeleteConsumerResponse,
         ListConsumersRequest, ListConsumersResponse, ResetConsumerRequest, ResetConsumerResponse,
@@ -66,6 +67,9 @@ pub struct EventStreamService {
     tasks: TaskTracker,
     /// One permit per stream that may be open; Subscribe past them is refused.
     slots: Arc<Semaphore>,
+    /// Whether a webhook burst is under way, during which deliveries yield
+    /// ([`crate::ingest_first`]).
+    activity: Arc<IngestActivity>,
 }
 
 // === impl EventStreamService ===
@@ -90,7 +94,15 @@ impl EventStreamService {
             metrics,
             tasks,
             slots: Arc::new(Semaphore::new(max_streams)),
+            activity: Arc::default(),
         }
+    }
+
+    /// Lets live deliveries yield to webhook bursts counted in `activity`.
+    #[must_use]
+    pub fn with_activity(mut self, activity: Arc<IngestActivity>) -> Self {
+        self.activity = activity;
+        self
     }
 
     /// A place for one more stream, or RESOURCE_EXHAUSTED when every one is taken.
@@ -155,6 +167,7 @@ impl EventStreamService {
                 include_tombstones: req.include_tombstones,
             }),
             metrics: self.metrics.clone(),
+            activity: self.activity.clone(),
             _slot: slot,
         };
         Ok((task, outgoing))

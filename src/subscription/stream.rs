@@ -35,6 +35,7 @@ use super::{
     wire::{Content, EncodedEvent, SubscribeResponse},
 };
 use crate::{
+    ingest_first::IngestActivity,
     log::{LogReader, ObjectCursor, Positions, StoredEvent},
     proto::{CaughtUp, Heartbeat, SnapshotEnd, StreamStart},
     record,
@@ -102,6 +103,8 @@ pub(super) struct StreamTask {
     pub(super) snapshot: Option<Snapshot>,
     /// Where deliveries are counted.
     pub(super) metrics: Arc<Metrics>,
+    /// Whether a webhook burst is under way, and the deliveries' allowance during it.
+    pub(super) activity: Arc<IngestActivity>,
     /// The stream's place under the cap on open streams, given back when the task ends.
     pub(super) _slot: OwnedSemaphorePermit,
 }
@@ -151,7 +154,14 @@ impl StreamTask {
                 return stop;
             }
             if self.cursor < now.head && !self.window_full() {
-                match self.send_batch().await {
+                let allowed = self.activity.allowed(READ_BATCH, now.head - self.cursor);
+                if allowed == 0 {
+                    if let Err(stop) = self.yield_to_ingest().await {
+                        return stop;
+                    }
+                    continue;
+                }
+                match self.send_batch(allowed).await {
                     Ok(true) => last_sent = Instant::now(),
                     Ok(false) => {}
                     Err(stop) => return stop,
@@ -249,6 +259,17 @@ impl StreamTask {
         }
     }
 
+    /// Waits for the next window of the deliveries' allowance during a webhook burst
+    /// ([`crate::ingest_first`]).
+    async fn yield_to_ingest(&self) -> Result<(), Stop> {
+        self.metrics.delivery_yielded();
+        tokio::select! {
+            () = tokio::time::sleep_until(self.activity.next_window()) => Ok(()),
+            () = self.shutdown.cancelled() => Err(Stop::Shutdown),
+            () = self.tx.closed() => Err(Stop::ClientGone),
+        }
+    }
+
     /// Ends the stream if retention deleted events it has not delivered yet.
     fn check_retained(&self, positions: Positions) -> Result<(), Stop> {
         if self.cursor + 1 >= positions.first_retained {
@@ -276,10 +297,10 @@ impl StreamTask {
         window.in_flight.len() >= window.max_in_flight
     }
 
-    /// Reads the next batch after the cursor and sends the events that pass the filter, stopping
-    /// early when the window fills. Returns whether anything was sent.
-    async fn send_batch(&mut self) -> Result<bool, Stop> {
-        let batch = self.read_batch().await?;
+    /// Reads the next batch (at most `limit` events) after the cursor and sends the events that
+    /// pass the filter, stopping early when the window fills. Returns whether anything was sent.
+    async fn send_batch(&mut self, limit: usize) -> Result<bool, Stop> {
+        let batch = self.read_batch(limit).await?;
         let mut sent = 0;
         for stored in batch {
             if self.filter.matches(&stored.event_type) {
@@ -326,17 +347,17 @@ impl StreamTask {
         })
     }
 
-    /// Up to [`READ_BATCH`] events after the cursor: from the log's in-memory tail when it holds
+    /// Up to `limit` events after the cursor: from the log's in-memory tail when it holds
     /// them (a stream at or near the head), else from disk, off the async workers.
-    async fn read_batch(&self) -> Result<Vec<Arc<StoredEvent>>, Stop> {
+    async fn read_batch(&self, limit: usize) -> Result<Vec<Arc<StoredEvent>>, Stop> {
         // The tail may hold nothing after the cursor though the head is past it: on JetStream, the
         // head also moves by the stream's info before the tail has the events.
-        if let Some(recent) = self.store.recent_after(self.cursor, READ_BATCH)
+        if let Some(recent) = self.store.recent_after(self.cursor, limit)
             && !recent.is_empty()
         {
             return Ok(recent);
         }
-        let stored = self.read_from_disk().await?;
+        let stored = self.read_from_disk(limit).await?;
         if stored.is_empty() {
             // Behind the head yet nothing to read: a JetStream replica that has not caught up
             // with its leader. Ask again shortly rather than at once.
@@ -345,13 +366,13 @@ impl StreamTask {
         Ok(stored.into_iter().map(Arc::new).collect())
     }
 
-    /// Reads up to [`READ_BATCH`] events (at most about [`READ_BATCH_BYTES`]) after the cursor
+    /// Reads up to `limit` events (at most about [`READ_BATCH_BYTES`]) after the cursor
     /// from the store (the embedded log's shared readers, given back before the events are sent;
     /// or a JetStream replica).
-    async fn read_from_disk(&self) -> Result<Vec<StoredEvent>, Stop> {
+    async fn read_from_disk(&self, limit: usize) -> Result<Vec<StoredEvent>, Stop> {
         let cursor = self.cursor;
         self.store
-            .read_after(cursor, READ_BATCH, READ_BATCH_BYTES)
+            .read_after(cursor, limit, READ_BATCH_BYTES)
             .await
             .map_err(|error| {
                 tracing::error!(%error, "Log read failed; ending the stream");

@@ -155,6 +155,8 @@ pub struct Metrics {
     delivered: Counter,
     /// Subscriptions refused because `--max-streams` were open.
     subscriptions_refused: Counter,
+    /// Times a stream waited for the next delivery window during a webhook burst.
+    delivery_yields: Counter,
     /// Open gRPC connections (handshakes included).
     grpc_connections: Gauge,
     /// gRPC connections closed before serving, by reason.
@@ -235,6 +237,7 @@ impl Metrics {
         let subscriptions = Gauge::default();
         let delivered = Counter::default();
         let subscriptions_refused = Counter::default();
+        let delivery_yields = Counter::default();
         let grpc_connections = Gauge::default();
         let grpc_rejected = Family::default();
         let consumer_lag = Family::default();
@@ -291,6 +294,11 @@ impl Metrics {
             subscriptions_refused.clone(),
         );
         registry.register(
+            "delivery_yields",
+            "Times a subscription stream waited for the next delivery window during a webhook burst (ingest first)",
+            delivery_yields.clone(),
+        );
+        registry.register(
             "grpc_connections_active",
             "Open gRPC connections, handshakes included",
             grpc_connections.clone(),
@@ -321,6 +329,7 @@ impl Metrics {
             subscriptions,
             delivered,
             subscriptions_refused,
+            delivery_yields,
             grpc_connections,
             grpc_rejected,
             consumer_lag,
@@ -366,6 +375,11 @@ impl Metrics {
     /// Counts a subscription refused for want of a stream slot.
     pub fn subscription_refused(&self) {
         self.subscriptions_refused.inc();
+    }
+
+    /// Counts a stream waiting for the next delivery window during a webhook burst.
+    pub fn delivery_yielded(&self) {
+        self.delivery_yields.inc();
     }
 
     /// A gRPC connection was accepted; it is uncounted when the guard drops.
