@@ -33,6 +33,7 @@ use crate::{
         sync_service_server::SyncServiceServer,
     },
     record,
+    shutdown::Every,
     store::Store,
     subscription::{Consumers, EventStreamService},
     sync::{Syncer, service::SyncServiceImpl},
@@ -492,13 +493,8 @@ async fn enforce_retention(
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
+    let mut every = Every::new(interval, shutdown);
+    while every.tick().await {
         match log.retain(policy, now_ms()).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(
@@ -515,13 +511,8 @@ async fn enforce_retention(
 /// removed or replaced (the log has logged it), gRPC health says NOT_SERVING. `/readyz` asks the
 /// log itself.
 async fn watch_log(log: Arc<Log>, health: HealthReporter, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(LOG_CHECK_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
+    let mut every = Every::new(LOG_CHECK_INTERVAL, shutdown);
+    while every.tick().await {
         if !log.is_usable() {
             set_health_not_serving(&health).await;
             return;

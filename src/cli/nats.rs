@@ -48,17 +48,12 @@ impl NatsArgs {
         if self.nats_url.is_empty() {
             return Ok(None);
         }
-        for (flag, path) in [
+        values::files_exist(&[
             ("nats-creds", &self.nats_creds),
             ("nats-tls-ca", &self.nats_tls_ca),
             ("nats-tls-cert", &self.nats_tls_cert),
             ("nats-tls-key", &self.nats_tls_key),
-        ] {
-            if let Some(path) = path {
-                std::fs::metadata(path)
-                    .map_err(|e| ConfigError::bad(flag, &path.display().to_string(), e))?;
-            }
-        }
+        ])?;
         Ok(Some(NatsConfig {
             urls: self.nats_url.clone(),
             stream: self.nats_stream.clone(),

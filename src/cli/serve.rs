@@ -268,17 +268,12 @@ impl ServeArgs {
     /// gRPC access control. A non-loopback address needs client certificates or a token, unless
     /// --grpc-insecure says otherwise: the stream carries personal data.
     fn grpc_access(&self) -> Result<GrpcAccess, ConfigError> {
-        for (flag, path) in [
+        values::files_exist(&[
             ("grpc-token-file", &self.grpc_token_file),
             ("grpc-tls-cert", &self.grpc_tls_cert),
             ("grpc-tls-key", &self.grpc_tls_key),
             ("grpc-client-ca", &self.grpc_client_ca),
-        ] {
-            if let Some(path) = path {
-                std::fs::metadata(path)
-                    .map_err(|e| ConfigError::bad(flag, &path.display().to_string(), e))?;
-            }
-        }
+        ])?;
         let tls = match (&self.grpc_tls_cert, &self.grpc_tls_key) {
             (Some(cert), Some(key)) => Some(GrpcTls {
                 cert: cert.clone(),

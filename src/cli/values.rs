@@ -6,12 +6,13 @@
 
 use std::{
     net::{SocketAddr, ToSocketAddrs},
+    path::PathBuf,
     time::Duration,
 };
 
 use tonic::transport::Endpoint;
 
-use crate::clerk;
+use crate::{clerk, config::ConfigError};
 
 /// Most HTTP connections `--max-connections` may ask for: far above what one process serves, and
 /// far below what would overflow a semaphore.
@@ -187,6 +188,21 @@ pub fn replicas(value: &str) -> Result<usize, String> {
         Ok(n @ (1 | 3 | 5)) => Ok(n),
         _ => Err("expected 1, 3 or 5".to_owned()),
     }
+}
+
+/// Checks that every given file flag (name, value) names a file that exists, so a typo is one line
+/// naming its flag at start, not a failure when the file is first used.
+///
+/// # Errors
+/// [`ConfigError`] naming the first flag whose file cannot be found.
+pub fn files_exist(flags: &[(&'static str, &Option<PathBuf>)]) -> Result<(), ConfigError> {
+    for &(flag, path) in flags {
+        if let Some(path) = path {
+            std::fs::metadata(path)
+                .map_err(|e| ConfigError::bad(flag, &path.display().to_string(), e))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::headers;
-use crate::log::{Positions, RecentEvents};
+use crate::{
+    log::{Positions, RecentEvents},
+    shutdown::Every,
+};
 
 /// How often the stream's bounds are read.
 pub(super) const INFO_INTERVAL: Duration = Duration::from_secs(1);
@@ -95,13 +98,8 @@ pub(super) async fn watch_bounds(
     positions: Arc<watch::Sender<Positions>>,
     stop: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(INFO_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = stop.cancelled() => return,
-        }
+    let mut every = Every::new(INFO_INTERVAL, stop);
+    while every.tick().await {
         match stream.info().await {
             Ok(info) => {
                 let state = &info.state;

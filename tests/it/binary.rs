@@ -37,7 +37,7 @@ fn serve(env: &[(&str, &str)], http_addr: &str, grpc_addr: &str, data_dir: &Path
 }
 
 /// Runs `command` to its end: its exit code and stderr lines.
-async fn run_to_exit(mut command: Command) -> (Option<i32>, Vec<String>) {
+pub(crate) async fn run_to_exit(mut command: Command) -> (Option<i32>, Vec<String>) {
     let output = within("the binary to exit", command.output())
         .await
         .unwrap();

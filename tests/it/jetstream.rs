@@ -11,7 +11,7 @@ use tonic::Code;
 use crate::{
     nats::NatsServer,
     process::clerk_bridge,
-    support::{TestBridge, event_body, eventually, sequences, within},
+    support::{TestBridge, event_body, eventually, sequences},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,12 +224,5 @@ async fn an_embedded_log_is_copied_into_a_stream_with_its_consumers() {
 async fn copy(data_dir: &std::path::Path, url: &str) -> (Option<i32>, Vec<String>) {
     let mut command = clerk_bridge(&[], ["copy-to-jetstream", "--nats-url", url, "--data-dir"]);
     command.arg(data_dir);
-    let output = within("the copy to finish", command.output())
-        .await
-        .unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    (
-        output.status.code(),
-        stderr.lines().map(str::to_owned).collect(),
-    )
+    crate::binary::run_to_exit(command).await
 }
