@@ -7,9 +7,12 @@
 //! ingest, 100 took 61-68%, whether each stream woke per group commit or every 20 ms). So the only
 //! way to keep webhooks fast under a burst is to deliver less during it. While a burst is under
 //! way (at least [`BURST_IN_FLIGHT`] verified webhooks being stored at once), all streams together
-//! deliver at most [`WINDOW_EVENTS`] events per [`DELIVERY_WINDOW`]; a stream whose share is used
-//! up waits for the next window. When the burst ends they deliver at full speed again, from the
-//! in-memory tail or the log: no event is missed or reordered, since positions are sequences.
+//! deliver per [`DELIVERY_WINDOW`] as many events as webhooks were answered in the window before
+//! (at least [`MIN_WINDOW_EVENTS`]): a budget that follows the host's own speed, so deliveries
+//! take a fixed small share of the CPU however fast the host and however many subscribers there
+//! are. A stream whose share is used up waits for the next window. When the burst ends they
+//! deliver at full speed again, from the in-memory tail or the log: no event is missed or
+//! reordered, since positions are sequences.
 //!
 //! The lag this allows is bounded: a stream more than [`MAX_DEFERRED`] events behind the head no
 //! longer yields, so a burst that never ends cannot push subscribers towards retention's limit.
@@ -19,7 +22,7 @@
 
 use std::sync::{
     Mutex, PoisonError,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 
 use tokio::time::{Duration, Instant};
@@ -29,8 +32,9 @@ use tokio::time::{Duration, Instant};
 pub const BURST_IN_FLIGHT: usize = 8;
 /// The period of the deliveries' shared allowance during a burst.
 pub const DELIVERY_WINDOW: Duration = Duration::from_millis(50);
-/// Events all streams together may deliver per [`DELIVERY_WINDOW`] during a burst (20,480/s).
-pub const WINDOW_EVENTS: usize = 1024;
+/// The least all streams together may deliver per [`DELIVERY_WINDOW`] during a burst (1,280/s),
+/// so they always progress.
+pub const MIN_WINDOW_EVENTS: usize = 64;
 /// How far behind the head a stream may fall by yielding; beyond it, it delivers at full speed.
 pub const MAX_DEFERRED: u64 = 65_536;
 
@@ -40,6 +44,8 @@ pub const MAX_DEFERRED: u64 = 65_536;
 pub struct IngestActivity {
     /// Verified webhooks between verification and their answer.
     in_flight: AtomicUsize,
+    /// Verified webhooks answered since start: the ingest rate the allowance follows.
+    answered: AtomicU64,
     /// What is left of the current window's allowance.
     allowance: Mutex<Allowance>,
 }
@@ -47,6 +53,10 @@ pub struct IngestActivity {
 /// The deliveries' allowance in one window.
 #[derive(Debug)]
 struct Allowance {
+    /// When the window started.
+    started: Instant,
+    /// [`IngestActivity::answered`] when it started.
+    answered: u64,
     /// When the window ends (and a new one starts at the next request).
     ends: Instant,
     /// Events still allowed in it.
@@ -61,10 +71,14 @@ pub struct InFlight<'a>(&'a IngestActivity);
 
 impl Default for IngestActivity {
     fn default() -> Self {
+        let now = Instant::now();
         IngestActivity {
             in_flight: AtomicUsize::new(0),
+            answered: AtomicU64::new(0),
             allowance: Mutex::new(Allowance {
-                ends: Instant::now(),
+                started: now,
+                answered: 0,
+                ends: now,
                 left: 0,
             }),
         }
@@ -92,10 +106,7 @@ impl IngestActivity {
         let mut allowance = self.lock();
         let now = Instant::now();
         if now >= allowance.ends {
-            *allowance = Allowance {
-                ends: now + DELIVERY_WINDOW,
-                left: WINDOW_EVENTS,
-            };
+            *allowance = self.next_allowance(&allowance, now);
         }
         let granted = wanted.min(allowance.left);
         allowance.left -= granted;
@@ -105,6 +116,21 @@ impl IngestActivity {
     /// When the current window ends and a stream that got nothing may ask again.
     pub fn next_window(&self) -> Instant {
         self.lock().ends
+    }
+
+    /// The allowance of a window starting `now`: the webhooks answered since `previous` started,
+    /// per [`DELIVERY_WINDOW`] (when no stream asked for a while, that time is averaged over).
+    fn next_allowance(&self, previous: &Allowance, now: Instant) -> Allowance {
+        let answered = self.answered.load(Ordering::Relaxed);
+        let since = (now - previous.started).max(DELIVERY_WINDOW);
+        let per_window = (answered - previous.answered) as f64 * DELIVERY_WINDOW.as_secs_f64()
+            / since.as_secs_f64();
+        Allowance {
+            started: now,
+            answered,
+            ends: now + DELIVERY_WINDOW,
+            left: (per_window as usize).max(MIN_WINDOW_EVENTS),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Allowance> {
@@ -118,6 +144,7 @@ impl IngestActivity {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.answered.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -150,21 +177,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn during_a_burst_all_streams_share_one_allowance_per_window() {
+    async fn during_a_burst_all_streams_share_an_allowance_that_follows_the_ingest_rate() {
         let activity = IngestActivity::default();
         let _burst = burst(&activity);
-        let granted: usize = (0..100).map(|_| activity.allowed(128, 10)).sum();
-        assert_eq!(granted, WINDOW_EVENTS);
-        assert_eq!(activity.allowed(128, 10), 0);
+        // Nothing answered yet: the least allowance.
+        let granted: usize = (0..100).map(|_| activity.allowed(16, 10)).sum();
+        assert_eq!(granted, MIN_WINDOW_EVENTS);
+        assert_eq!(activity.allowed(16, 10), 0);
+        // 500 webhooks answered in this window: the next one allows 500 deliveries in all.
+        for _ in 0..500 {
+            drop(activity.begin());
+        }
         tokio::time::sleep_until(activity.next_window()).await;
-        assert_eq!(activity.allowed(128, 10), 128);
+        let granted: usize = (0..100).map(|_| activity.allowed(16, 10)).sum();
+        assert_eq!(granted, 500);
+        assert_eq!(activity.allowed(16, 10), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stream_too_far_behind_no_longer_yields() {
         let activity = IngestActivity::default();
         let _burst = burst(&activity);
-        while activity.allowed(128, 10) > 0 {}
+        while activity.allowed(16, 10) > 0 {}
         assert_eq!(activity.allowed(128, MAX_DEFERRED + 1), 128);
     }
 }

@@ -12,7 +12,7 @@
 //! bridge that died frees itself. A holder that cannot refresh in time gives its stream up (see
 //! [`SharedLease::lost`]) before another bridge may take it.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use async_nats::jetstream::{
     self,
@@ -20,7 +20,7 @@ use async_nats::jetstream::{
     stream::StorageType,
 };
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -208,6 +208,12 @@ impl ConsumerBucket {
     pub async fn is_leased(&self, name: &str) -> Result<bool, WriteError> {
         let entry = self.leases.entry(name).await.map_err(remote)?;
         Ok(entry.is_some_and(|e| e.operation == Operation::Put))
+    }
+
+    /// The names whose lease some bridge holds now, for `ListConsumers`' `active`.
+    pub async fn leased(&self) -> Result<HashSet<String>, WriteError> {
+        let keys = self.leases.keys().await.map_err(remote)?;
+        keys.try_collect().await.map_err(remote)
     }
 
     /// Takes the lease of `name` for `holder`, or `None` while another holds it.

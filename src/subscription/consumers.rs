@@ -9,7 +9,7 @@
 //! attempts are counted in memory for events delivered but not yet committed.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
@@ -313,8 +313,25 @@ impl Consumers {
         Ok(())
     }
 
-    /// Every consumer, by name.
+    /// Every consumer, by name; active when a stream holds it here or (on JetStream) on any bridge.
+    ///
+    /// # Errors
+    /// `Unstored` when the leases of other bridges cannot be read.
+    pub async fn list_everywhere(&self) -> Result<Vec<ConsumerSummary>, ConsumerError> {
+        let leased = match &self.positions {
+            Positions::Log(_) => HashSet::new(),
+            Positions::Bucket(bucket, _) => bucket.leased().await?,
+        };
+        Ok(self.list_with(&leased))
+    }
+
+    /// Every consumer, by name; active when a stream holds it on this bridge.
     pub fn list(&self) -> Vec<ConsumerSummary> {
+        self.list_with(&HashSet::new())
+    }
+
+    /// Every consumer, by name; also active when `leased` names it.
+    fn list_with(&self, leased: &HashSet<String>) -> Vec<ConsumerSummary> {
         let mut list: Vec<_> = self
             .entries()
             .iter()
@@ -325,7 +342,7 @@ impl Consumers {
                     created_at_ms: e.created_at_ms,
                     updated_at_ms: e.updated_at_ms,
                 },
-                active: e.active,
+                active: e.active || leased.contains(name),
             })
             .collect();
         list.sort_by(|a, b| a.stored.name.cmp(&b.stored.name));

@@ -264,7 +264,8 @@ impl EventStream for EventStreamService {
     ) -> Result<Response<ListConsumersResponse>, Status> {
         let consumers = self
             .consumers()?
-            .list()
+            .list_everywhere()
+            .await?
             .into_iter()
             .map(|summary| self.consumer_info(summary))
             .collect();

@@ -92,6 +92,17 @@ async fn a_named_consumer_is_shared_by_every_bridge() {
     let busy = second.subscribe_with(request.clone()).await.unwrap_err();
     assert_eq!(busy.code(), Code::Aborted, "{busy:?}");
     let mut admin = EventStreamClient::new(second.channel().await);
+    // The other bridge lists the consumer as active: its stream is open on the first.
+    let listed = admin
+        .list_consumers(ListConsumersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .consumers;
+    assert!(
+        listed.iter().any(|c| c.name == "billing" && c.active),
+        "{listed:?}"
+    );
     let reset = admin
         .reset_consumer(ResetConsumerRequest {
             consumer: "billing".to_owned(),
