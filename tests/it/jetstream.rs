@@ -93,12 +93,7 @@ async fn a_named_consumer_is_shared_by_every_bridge() {
     assert_eq!(busy.code(), Code::Aborted, "{busy:?}");
     let mut admin = EventStreamClient::new(second.channel().await);
     // The other bridge lists the consumer as active: its stream is open on the first.
-    let listed = admin
-        .list_consumers(ListConsumersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .consumers;
+    let listed = list_consumers(&mut admin).await;
     assert!(
         listed.iter().any(|c| c.name == "billing" && c.active),
         "{listed:?}"
@@ -141,12 +136,7 @@ async fn a_named_consumer_is_shared_by_every_bridge() {
     })
     .await;
     assert_eq!(sequences(&moved.next_events(2).await), [4, 5]);
-    let listed = admin
-        .list_consumers(ListConsumersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .consumers;
+    let listed = list_consumers(&mut admin).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (listed[0].name.as_str(), listed[0].committed_sequence),
@@ -229,6 +219,18 @@ async fn an_embedded_log_is_copied_into_a_stream_with_its_consumers() {
     assert_eq!(ids, ["msg_1", "msg_2", "msg_3", "msg_4"]);
     let mut resumed = bridge.subscribe_with(consumer).await.unwrap();
     assert_eq!(sequences(&resumed.next_events(2).await), [3, 4]);
+}
+
+/// Every named consumer, as `ListConsumers` through `client` answers.
+async fn list_consumers(
+    client: &mut EventStreamClient<tonic::transport::Channel>,
+) -> Vec<clerk_bridge::proto::ConsumerInfo> {
+    client
+        .list_consumers(ListConsumersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .consumers
 }
 
 /// Runs `clerk-bridge copy-to-jetstream` on `data_dir` into the server at `url`.
