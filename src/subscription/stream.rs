@@ -13,7 +13,9 @@
 //! most `READ_BATCH_BYTES` on the log's shared readers (given back before sending), the buffer is
 //! bounded in bytes (see the `buffer` module), and HTTP/2 buffers little more (see
 //! [`crate::grpc_transport`]). A snapshot keeps a read connection of its own for its transaction,
-//! with its page cache freed after every batch, and closes it when the snapshot ends.
+//! with its page cache freed after every batch, and closes it when the snapshot ends. On JetStream
+//! a snapshot reads the shared state bucket instead, a batch at a time, while its builder is
+//! paused (see `crate::jetstream::StateSnapshot`).
 
 use std::{
     collections::VecDeque,

@@ -89,6 +89,9 @@ async fn hold_and_build(
     let lost = lease.lost();
     let (mut meta, mut revision) = bucket.meta().await?;
     source.applied.send_if_modified(|a| raise(a, meta.applied));
+    // A former holder may have written values past `meta.applied` (the batch it did not record):
+    // snapshots wait until this holder has applied that batch again, or there is none.
+    let mut settled = false;
     loop {
         if stop.is_cancelled() {
             return Ok(Yield::Stop);
@@ -96,7 +99,12 @@ async fn hold_and_build(
         if lost.is_cancelled() {
             return Ok(Yield::Lost);
         }
-        let holds = bucket.holds().await?;
+        let head = source.positions.borrow_and_update().head;
+        settled |= meta.applied >= head;
+        let holds = match settled {
+            true => bucket.holds().await?,
+            false => Vec::new(),
+        };
         if holds != meta.paused_for {
             meta.paused_for = holds;
             let Some(next) = bucket.write_meta(&meta, revision).await? else {
@@ -105,7 +113,6 @@ async fn hold_and_build(
             revision = Some(next);
             tracing::debug!(holds = meta.paused_for.len(), "State builder holds changed");
         }
-        let head = source.positions.borrow_and_update().head;
         if !meta.paused_for.is_empty() || meta.applied >= head {
             tokio::select! {
                 _ = source.positions.changed(), if meta.paused_for.is_empty() => {}
@@ -147,6 +154,7 @@ async fn hold_and_build(
             return Ok(Yield::Lost);
         };
         revision = Some(next);
+        settled = true;
         source.applied.send_if_modified(|a| raise(a, last));
         tracing::debug!(
             applied = last,

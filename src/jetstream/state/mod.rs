@@ -33,7 +33,8 @@
 //! before each batch and writes that acknowledgement after the batch before it, so from then on
 //! nothing writes to the bucket. S is then `meta.applied`: every event up to it was applied (the
 //! marker is written after the objects it covers), and none after it was (the builder applies in
-//! order and writes the marker after each batch). The values are then streamed in batches, and
+//! order and writes the marker after each batch; a new holder first applies again the batch its
+//! predecessor may have left unrecorded). The values are then streamed in batches, and
 //! any value whose sequence exceeds S (a stale former holder's write) ends the snapshot with an
 //! error rather than a wrong state. Snapshots at once share the pause; the state lags the stream
 //! while any runs, and catches up when the last one ends.
