@@ -299,6 +299,7 @@ fn state_reading(store: &Store, consumers: Option<&Consumers>) -> StateReading {
     StateReading {
         head: positions.head,
         first_retained: positions.first_retained,
+        state_applied: store.state_applied(),
         consumer_lags,
         log_failed: !store.is_usable(),
         events_missing_at_open: store

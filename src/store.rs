@@ -4,8 +4,9 @@
 //! known to be a duplicate of its webhook id), sequences only grow, and readers see every event
 //! in sequence order.
 //!
-//! What only the embedded log has yet (the current state behind snapshots, backfill and
-//! reconciliation passes, named consumers) is reached through [`Store::embedded`]; the services
+//! Both keep the current state behind snapshots: the embedded log in the append's transaction,
+//! JetStream in a bucket its builder fills (see [`Store::jetstream`]). What only the embedded log
+//! has (backfill and reconciliation passes) is reached through [`Store::embedded`]; the services
 //! that need it answer FAILED_PRECONDITION on JetStream.
 
 use std::sync::Arc;
@@ -114,6 +115,24 @@ impl Store {
         match self {
             Store::Embedded(log) => Some(log),
             Store::JetStream(_) => None,
+        }
+    }
+
+    /// The JetStream stream, for its state snapshots.
+    pub fn jetstream(&self) -> Option<&Arc<JetStreamLog>> {
+        match self {
+            Store::Embedded(_) => None,
+            Store::JetStream(stream) => Some(stream),
+        }
+    }
+
+    /// The highest sequence the current state holds the effect of (and every one before): the
+    /// head on the embedded log, whose state is written with each append; the builder's applied
+    /// sequence on JetStream.
+    pub fn state_applied(&self) -> u64 {
+        match self {
+            Store::Embedded(log) => log.positions().head,
+            Store::JetStream(stream) => stream.state_applied(),
         }
     }
 

@@ -204,6 +204,11 @@ impl ConsumerBucket {
         self.positions.delete(name).await.map_err(remote)
     }
 
+    /// The leases bucket, where the state builder's lease and snapshot holds live too.
+    pub(super) fn leases(&self) -> &kv::Store {
+        &self.leases
+    }
+
     /// Whether a bridge holds the lease of `name` now.
     pub async fn is_leased(&self, name: &str) -> Result<bool, WriteError> {
         let entry = self.leases.entry(name).await.map_err(remote)?;

@@ -30,11 +30,16 @@
 //! New events reach every bridge once through its tail (see the `tail` module), which subscribers
 //! at the head read from memory; others read batches with direct gets (the `direct` module), which
 //! any replica answers.
+//!
+//! # State
+//! The latest event of every object lives in a second bucket, `<stream>_STATE`, built from the
+//! stream by one bridge at a time; snapshots read it (see the `state` module).
 
 mod connect;
 mod consumers;
 mod direct;
 mod headers;
+mod state;
 mod subject;
 mod tail;
 
@@ -47,6 +52,9 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 pub use connect::NatsConfig;
 pub(crate) use connect::retry_while_settling;
 pub use consumers::{Change, ConsumerBucket, LEASE_TTL, SharedLease};
+use state::StateBucket;
+pub use state::StateSnapshot;
+use tracing::Instrument;
 
 /// How long a webhook id is remembered: a redelivery within it is stored once.
 pub const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
@@ -95,6 +103,10 @@ pub struct JetStreamLog {
     recent: Arc<RecentEvents>,
     /// Named consumers' positions and leases.
     consumers: ConsumerBucket,
+    /// The current state.
+    state: StateBucket,
+    /// The state builder's applied sequence, as last seen.
+    applied: watch::Receiver<u64>,
     /// Stops the tail and the bounds watcher.
     stop: CancellationToken,
     /// The tail and the bounds watcher, waited for at close.
@@ -112,15 +124,19 @@ impl JetStreamLog {
     pub async fn open(config: &NatsConfig) -> Result<Self, OpenError> {
         let client = connect::connect(config).await?;
         let context = jetstream::new(client.clone());
-        let (stream, consumers, state) = connect::retry_while_settling(|| async {
+        let holder = holder_name();
+        let (stream, consumers, objects, state) = connect::retry_while_settling(|| async {
             let mut stream = connect::ensure_stream(&context, config).await?;
             let consumers = ConsumerBucket::open(&context, &config.stream, config.replicas).await?;
+            let leases = (consumers.clone(), holder.clone());
+            let objects =
+                StateBucket::open(&context, &config.stream, config.replicas, leases).await?;
             let info = stream
                 .info()
                 .await
                 .map_err(|e| OpenError::Stream(e.to_string()))?;
             let state = info.state.clone();
-            Ok((stream, consumers, state))
+            Ok((stream, consumers, objects, state))
         })
         .await?;
         let positions = Positions {
@@ -145,6 +161,17 @@ impl JetStreamLog {
             positions_tx,
             stop.clone(),
         ));
+        let (applied_tx, applied) = watch::channel(0);
+        let source = state::Source {
+            client: client.clone(),
+            stream: config.stream.clone(),
+            positions: positions_rx.clone(),
+            applied: Arc::new(applied_tx),
+        };
+        tasks.spawn(
+            state::build(objects.clone(), source, stop.clone())
+                .instrument(tracing::info_span!("state_builder")),
+        );
         tasks.close();
         Ok(JetStreamLog {
             client,
@@ -154,6 +181,8 @@ impl JetStreamLog {
             positions: positions_rx,
             recent,
             consumers,
+            state: objects,
+            applied,
             stop,
             tasks,
         })
@@ -218,6 +247,24 @@ impl JetStreamLog {
         direct::read_after(&self.client, &self.stream, after, limit, max_bytes).await
     }
 
+    /// Starts a snapshot of the state, consistent at its [`StateSnapshot::sequence`], once the
+    /// builder applied `head` (or a few seconds passed); the builder pauses until it is dropped.
+    ///
+    /// # Errors
+    /// [`ReadError`] when the state cannot be read or no builder acknowledged the snapshot.
+    pub async fn snapshot(
+        &self,
+        head: u64,
+        include_tombstones: bool,
+    ) -> Result<StateSnapshot, ReadError> {
+        StateSnapshot::open(&self.state, head, include_tombstones).await
+    }
+
+    /// The state builder's applied sequence, as this bridge last saw it.
+    pub fn state_applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
     /// Whether the bridge is connected to a server.
     pub fn is_usable(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
@@ -231,4 +278,13 @@ impl JetStreamLog {
             tracing::debug!(%error, "NATS flush at close failed");
         }
     }
+}
+
+/// This bridge's name in the leases bucket: the host name and a random suffix.
+fn holder_name() -> String {
+    format!(
+        "{}-{:016x}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "clerk-bridge".to_owned()),
+        fastrand::u64(..)
+    )
 }

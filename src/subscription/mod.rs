@@ -126,11 +126,6 @@ impl EventStreamService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let start = StartPosition::try_from(req.start)
             .map_err(|_| Status::invalid_argument("unknown start position"))?;
-        if start == StartPosition::Snapshot && self.store.embedded().is_none() {
-            return Err(Status::failed_precondition(
-                "snapshots need the embedded log; on JetStream they are not available yet",
-            ));
-        }
         let named = !req.consumer.is_empty();
         let consumer = if named {
             self.consumer(&req.consumer)?

@@ -13,7 +13,9 @@
 //! most `READ_BATCH_BYTES` on the log's shared readers (given back before sending), the buffer is
 //! bounded in bytes (see the `buffer` module), and HTTP/2 buffers little more (see
 //! [`crate::grpc_transport`]). A snapshot keeps a read connection of its own for its transaction,
-//! with its page cache freed after every batch, and closes it when the snapshot ends.
+//! with its page cache freed after every batch, and closes it when the snapshot ends. On JetStream
+//! a snapshot reads the shared state bucket instead, a batch at a time, while its builder is
+//! paused (see `crate::jetstream::StateSnapshot`).
 
 use std::{
     collections::VecDeque,
@@ -36,7 +38,8 @@ use super::{
 };
 use crate::{
     ingest_first::IngestActivity,
-    log::{LogReader, ObjectCursor, Positions, StoredEvent},
+    jetstream::{self, JetStreamLog},
+    log::{LogReader, ObjectCursor, Positions, StoredEvent, StoredObject},
     proto::{CaughtUp, Heartbeat, SnapshotEnd, StreamStart},
     record,
     store::Store,
@@ -53,6 +56,9 @@ const READ_BATCH: usize = 128;
 const READ_BATCH_BYTES: usize = 128 * 1024;
 /// Pause before reading again when a read behind the head found nothing.
 const LAGGING_REPLICA_PAUSE: Duration = Duration::from_millis(20);
+/// How long a JetStream snapshot's client may read nothing: while a snapshot runs, the shared
+/// state's builder stays paused for every bridge.
+const SHARED_SNAPSHOT_STALL: Duration = Duration::from_secs(60);
 /// How long the stream task may try to tell a stalled client why the stream ends.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -203,20 +209,67 @@ impl StreamTask {
         let Some(snapshot) = self.snapshot else {
             return self.send(start_marker(self.cursor, positions)).await;
         };
+        if let Some(stream) = self.store.jetstream().cloned() {
+            return self
+                .start_from_jetstream_state(&stream, positions, snapshot)
+                .await;
+        }
         self.cursor = self.blocking_read(LogReader::begin_snapshot).await?;
-        // The reader may see a commit whose head the writer has not published yet (it does right
-        // after the commit): wait for it, so a Commit of the snapshot's sequence is within the head.
-        let snapshot_at = self.cursor;
-        let mut published = self.store.watch_positions();
-        let positions = match published.wait_for(|p| p.head >= snapshot_at).await {
-            Ok(now) => *now,
-            Err(_) => return Err(Stop::Shutdown),
-        };
-        self.send(start_marker(self.cursor, positions)).await?;
+        self.send_start_of_snapshot().await?;
         let objects = self.send_objects(snapshot).await?;
         self.blocking_read(LogReader::end_snapshot).await?;
         self.close_reader();
         self.send(snapshot_end(self.cursor, objects)).await
+    }
+
+    /// Sends the start marker of a snapshot consistent at the cursor, once the published head
+    /// has reached it: the reader may see a commit (or the JetStream state an event) before this
+    /// bridge publishes its head, and a Commit of the snapshot's sequence must be within the head.
+    async fn send_start_of_snapshot(&mut self) -> Result<(), Stop> {
+        let snapshot_at = self.cursor;
+        let mut published = self.store.watch_positions();
+        let positions = tokio::select! {
+            now = published.wait_for(|p| p.head >= snapshot_at) => match now {
+                Ok(now) => *now,
+                Err(_) => return Err(Stop::Shutdown),
+            },
+            () = self.shutdown.cancelled() => return Err(Stop::Shutdown),
+        };
+        self.send(start_marker(self.cursor, positions)).await
+    }
+
+    /// A snapshot from the JetStream state bucket (see `crate::jetstream::StateSnapshot`): its
+    /// builder is paused while the objects are sent.
+    async fn start_from_jetstream_state(
+        &mut self,
+        stream: &JetStreamLog,
+        positions: Positions,
+        snapshot: Snapshot,
+    ) -> Result<(), Stop> {
+        let opened = tokio::select! {
+            opened = stream.snapshot(positions.head, snapshot.include_tombstones) => opened,
+            () = self.shutdown.cancelled() => return Err(Stop::Shutdown),
+        };
+        let mut state = opened.map_err(snapshot_failed)?;
+        self.cursor = state.sequence();
+        self.send_start_of_snapshot().await?;
+        let mut sent = 0;
+        loop {
+            let batch = state.next_batch().await.map_err(snapshot_failed)?;
+            if batch.is_empty() {
+                break;
+            }
+            let sending =
+                tokio::time::timeout(SHARED_SNAPSHOT_STALL, self.send_state_objects(batch));
+            sent += sending.await.map_err(|_| {
+                Stop::Failed(Status::deadline_exceeded(
+                    "the snapshot was not read for a minute while it held the shared state still",
+                ))
+            })??;
+        }
+        drop(state);
+        self.metrics.delivered(sent);
+        self.send(snapshot_end(self.cursor, sent)).await
     }
 
     /// Sends the latest event of every object that matches the filter, a batch at a time (memory
@@ -248,15 +301,22 @@ impl StreamTask {
                 return Ok(sent);
             };
             after = Some((last.kind.clone(), last.id.clone()));
-            for object in batch {
-                if self.filter.matches(&object.event.event_type) {
-                    let fields = self.fields(&object.event)?;
-                    let event = EncodedEvent::new(object.event.sequence, fields);
-                    self.send(message(Content::Event(event))).await?;
-                    sent += 1;
-                }
+            sent += self.send_state_objects(batch).await?;
+        }
+    }
+
+    /// Sends the objects of one batch whose latest event type matches the filter; how many.
+    async fn send_state_objects(&mut self, batch: Vec<StoredObject>) -> Result<u64, Stop> {
+        let mut sent = 0;
+        for object in batch {
+            if self.filter.matches(&object.event.event_type) {
+                let fields = self.fields(&object.event)?;
+                let event = EncodedEvent::new(object.event.sequence, fields);
+                self.send(message(Content::Event(event))).await?;
+                sent += 1;
             }
         }
+        Ok(sent)
     }
 
     /// Waits for the next window of the deliveries' allowance during a webhook burst
@@ -394,8 +454,8 @@ impl StreamTask {
         read: impl FnOnce(&mut LogReader) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, Stop> {
         let Some(log) = self.store.embedded().cloned() else {
-            return Err(Stop::Failed(Status::failed_precondition(
-                "snapshots need the embedded log; on JetStream they are not available yet",
+            return Err(Stop::Failed(Status::internal(
+                "the embedded log's reader was asked for on JetStream",
             )));
         };
         let reader = self.reader.clone();
@@ -447,6 +507,14 @@ async fn lease_lost(lost: Option<&CancellationToken>) {
         Some(lost) => lost.cancelled().await,
         None => std::future::pending().await,
     }
+}
+
+/// Ends a JetStream snapshot that could not be read: UNAVAILABLE, since another try may succeed.
+fn snapshot_failed(error: jetstream::ReadError) -> Stop {
+    tracing::warn!(%error, "State snapshot failed; ending the stream");
+    Stop::Failed(Status::unavailable(
+        "the snapshot could not be read from JetStream; subscribe again",
+    ))
 }
 
 fn message(message: Content) -> SubscribeResponse {

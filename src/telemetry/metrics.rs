@@ -124,6 +124,8 @@ pub struct StateReading {
     pub head: u64,
     /// Lowest retained sequence.
     pub first_retained: u64,
+    /// Highest sequence the current state holds the effect of.
+    pub state_applied: u64,
     /// Each named consumer with the number of events stored after its committed sequence.
     pub consumer_lags: Vec<(String, u64)>,
     /// Whether the log can store nothing any more (its data directory was removed or replaced).
@@ -145,6 +147,8 @@ pub struct Metrics {
     head: Gauge<u64, AtomicU64>,
     /// Lowest retained sequence.
     first_retained: Gauge<u64, AtomicU64>,
+    /// Highest sequence the current state holds the effect of.
+    state_applied: Gauge<u64, AtomicU64>,
     /// 1 once the log can store nothing any more, else 0.
     log_failed: Gauge<u64, AtomicU64>,
     /// Acknowledged events the log no longer held when it was opened.
@@ -232,6 +236,7 @@ impl Metrics {
         let append_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
         let head = Gauge::default();
         let first_retained = Gauge::default();
+        let state_applied = Gauge::default();
         let log_failed = Gauge::default();
         let events_missing_at_open = Gauge::default();
         let subscriptions = Gauge::default();
@@ -272,6 +277,11 @@ impl Metrics {
             "log_first_retained_sequence",
             "Lowest sequence still retained",
             first_retained.clone(),
+        );
+        registry.register(
+            "state_applied_sequence",
+            "Highest sequence the current state (snapshots) holds the effect of: the head on the embedded log, the state builder's progress on JetStream",
+            state_applied.clone(),
         );
         registry.register(
             "log_failed",
@@ -324,6 +334,7 @@ impl Metrics {
             append_seconds,
             head,
             first_retained,
+            state_applied,
             log_failed,
             events_missing_at_open,
             subscriptions,
@@ -406,6 +417,7 @@ impl Metrics {
     pub fn render(&self, state: StateReading) -> String {
         self.head.set(state.head);
         self.first_retained.set(state.first_retained);
+        self.state_applied.set(state.state_applied);
         self.log_failed.set(u64::from(state.log_failed));
         self.events_missing_at_open
             .set(state.events_missing_at_open);

@@ -1,6 +1,7 @@
 //! The JetStream store (`--nats-url`) against real nats-server processes: webhooks stored once
 //! per `svix-id` across bridges, sequences that are the stream's, subscriptions that read the
-//! shared stream from any bridge, stateless restarts, and what is not available on it yet.
+//! shared stream from any bridge, snapshots of the shared state, stateless restarts, and what is not
+//! available on it yet.
 
 use clerk_bridge::proto::{
     CommitRequest, ListConsumersRequest, ResetConsumerRequest, StartPosition, SubscribeRequest,
@@ -11,6 +12,7 @@ use tonic::Code;
 use crate::{
     nats::NatsServer,
     process::clerk_bridge,
+    snapshot,
     support::{TestBridge, event_body, eventually, sequences},
 };
 
@@ -62,16 +64,48 @@ async fn a_restarted_bridge_keeps_nothing_locally_and_resumes_from_the_stream() 
     assert_eq!(sequences(&events), [3, 4]);
 }
 
+/// Webhooks through one bridge, a snapshot through another: the state is shared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_start_is_refused_with_failed_precondition() {
+async fn a_snapshot_through_another_bridge_holds_the_shared_state() {
     let nats = NatsServer::start();
-    let bridge = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
-    let snapshot = SubscribeRequest {
-        start: StartPosition::Snapshot.into(),
-        ..SubscribeRequest::default()
-    };
-    let status = bridge.subscribe_with(snapshot).await.unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let first = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    let second = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    snapshot::deliver_history(&first).await;
+    let (_, events, end) = snapshot::take_snapshot(&second, &[], false).await;
+    assert_eq!(end.sequence, 7);
+    assert_eq!(snapshot::by_object(&events), snapshot::history_state());
+}
+
+/// The bridge building the state stops; the other takes the builder's lease over, and the
+/// state catches up with what arrived meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_bridge_takes_over_building_the_state() {
+    let nats = NatsServer::start();
+    let mut first = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    snapshot::deliver_history(&first).await;
+    // Alone on the stream, the first bridge builds: its snapshot is answered.
+    let (_, events, _) = snapshot::take_snapshot(&first, &[], false).await;
+    assert_eq!(events.len(), 2);
+    let second = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    first.stop().await.unwrap();
+
+    let body = snapshot::user_body("user.created", "user_c", 1_000, "Cy");
+    let after = second.post_new("msg_8", &body).await;
+    let (_, events, end) = snapshot::take_snapshot(&second, &[], false).await;
+    assert_eq!(end.sequence, after);
+    let objects = snapshot::by_object(&events);
+    assert_eq!(objects.len(), 3, "{objects:?}");
+    assert_eq!(objects["user_c"].1, "Cy");
+}
+
+/// A snapshot through one bridge while webhooks arrive through another misses nothing and
+/// sends nothing twice past its sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_while_webhooks_arrive_through_another_bridge_misses_nothing() {
+    let nats = NatsServer::start();
+    let first = std::sync::Arc::new(TestBridge::start_on_jetstream(&[&nats.url], 1).await);
+    let second = TestBridge::start_on_jetstream(&[&nats.url], 1).await;
+    snapshot::assert_snapshot_while_webhooks_arrive(first, &second).await;
 }
 
 /// A named consumer on two bridges: one stream across both, commits through either bridge move

@@ -13,12 +13,15 @@ use std::{
 };
 
 use async_nats::jetstream::{self, stream};
-use clerk_bridge::proto::{CommitRequest, SubscribeRequest, subscribe_response::Message};
+use clerk_bridge::{
+    jetstream::LEASE_TTL,
+    proto::{CommitRequest, StartPosition, SubscribeRequest, subscribe_response::Message},
+};
 use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
     nats::NatsServer,
-    process::BridgeProcess,
+    process::{BridgeProcess, Poster},
     support::{Body, WEBHOOK_PATH, event_body, eventually, svix_headers, try_http, within},
 };
 
@@ -84,6 +87,77 @@ async fn killing_a_nats_node_and_a_bridge_mid_load_loses_and_duplicates_nothing(
     let answered = answered.lock().unwrap().clone();
     let stream = read_moving_between(&[&first, &second], WEBHOOKS as u64).await;
     assert_exactly_once_in_order(&answered, &stream);
+}
+
+/// The bridge building the shared state is killed with SIGKILL: the other bridge takes the
+/// builder's lease over once it expires, and its snapshot holds what arrived before and after,
+/// consistent at the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_state_builder_is_replaced_and_snapshots_stay_exact() {
+    let nats = NatsServer::start();
+    let flags = ["--nats-url", nats.url.as_str()];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut builder = BridgeProcess::start(dirs[0].path(), &flags).await;
+    eventually("the first bridge to build the state", || {
+        let building = building_on(&builder);
+        async move { building.then_some(()) }
+    })
+    .await;
+    let other = BridgeProcess::start(dirs[1].path(), &flags).await;
+    post_users(&builder, 0..3).await;
+    builder.kill().await;
+    post_users(&other, 3..6).await;
+    // The killed bridge's lease lives out its TTL first.
+    let deadline = tokio::time::Instant::now() + LEASE_TTL + crate::support::patience();
+    while !building_on(&other) {
+        assert!(tokio::time::Instant::now() < deadline, "no takeover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let request = SubscribeRequest {
+        start: StartPosition::Snapshot.into(),
+        ..Default::default()
+    };
+    let mut client = other.client().await;
+    let mut snapshot = within("a snapshot", client.subscribe(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut objects = Vec::new();
+    let end = loop {
+        let message = within("the next snapshot message", snapshot.message()).await;
+        match message.unwrap().unwrap().message {
+            Some(Message::Event(event)) => objects.push((event.object_id, event.event_id)),
+            Some(Message::SnapshotEnd(end)) => break end,
+            _ => {}
+        }
+    };
+    assert_eq!(end.sequence, 6);
+    objects.sort();
+    let expected: Vec<_> = (0..6)
+        .map(|i| (format!("user_{i}"), format!("msg_{i}")))
+        .collect();
+    assert_eq!(objects, expected);
+}
+
+/// Whether `bridge` has logged that it builds the state.
+fn building_on(bridge: &BridgeProcess) -> bool {
+    bridge
+        .log_lines()
+        .iter()
+        .any(|line| line.contains("Building the JetStream state on this bridge"))
+}
+
+/// Posts a new user `user_<i>` as webhook `msg_<i>` for each `i`, expecting 200.
+async fn post_users(bridge: &BridgeProcess, ids: std::ops::Range<usize>) {
+    let mut poster = within("a connection", Poster::connect(bridge.http))
+        .await
+        .unwrap();
+    for i in ids {
+        let body = event_body("user.created", &format!("user_{i}"));
+        let status = within("an answer", poster.post(&format!("msg_{i}"), &body)).await;
+        assert_eq!(status.unwrap(), 200, "msg_{i}");
+    }
 }
 
 /// Creates the R3 stream as the bridge would, once the cluster has elected its leaders.

@@ -1,0 +1,171 @@
+//! The current state on JetStream: the latest event of every object under the version rule (see
+//! `crate::log::ObjectRef`), in a key-value bucket that every bridge shares, `<stream>_STATE`, so
+//! that a subscriber can start from a snapshot on any bridge, as on the embedded log.
+//!
+//! # The bucket
+//! One key per object (`o.<kind>.<id>`, see the `key` module), whose value is the winning event
+//! with its sequence, version and deletion flag (see the `value` module); deletions stay as
+//! tombstone values, never KV deletes. One more key, `meta`, holds the builder's applied sequence.
+//! History 1, the stream's replicas, values up to the largest event.
+//!
+//! # The builder
+//! Exactly one bridge at a time builds the state (see the `builder` module): it holds the lease
+//! `state.builder` in `<stream>_LEASES` and reads the stream in order from the applied sequence,
+//! applying each event with compare-and-set on its key's revision, then records the new applied
+//! sequence in `meta`, also by compare-and-set. Any bridge takes over within the lease's TTL when
+//! the holder dies; a holder that cannot refresh its lease stops writing before it could expire.
+//!
+//! # Snapshots, and why they pause the builder
+//! A snapshot must be exactly the result of applying events 1..=S, and its start marker names S
+//! before the first object is sent. The brief's idea was to read every value as of one point of
+//! the bucket's stream (a consumer delivering the last message per subject) and take S = max(the
+//! applied marker, the largest sequence read). Two things break it with history 1:
+//! - S is only known once every value has been read, but it must be sent first; reading twice
+//!   means two points of the bucket, which differ while the builder writes.
+//! - Such a consumer lists the last message of each key when it is created and delivers them one
+//!   by one; with history 1 a key written again meanwhile loses that message, so the key is then
+//!   delivered only with its newer value (after S) or not at all, however slowly the client reads.
+//!
+//! So a snapshot holds the builder still instead (see the `snapshot` module): it waits (a few
+//! seconds at most) for the builder to apply the head it saw, creates a hold (a lease
+//! `state.hold.<id>` in `<stream>_LEASES`, refreshed while the snapshot runs and gone within the
+//! TTL if its bridge dies), and waits until `meta` lists the hold: the builder checks for holds
+//! before each batch and writes that acknowledgement after the batch before it, so from then on
+//! nothing writes to the bucket. S is then `meta.applied`: every event up to it was applied (the
+//! marker is written after the objects it covers), and none after it was (the builder applies in
+//! order and writes the marker after each batch; a new holder first applies again the batch its
+//! predecessor may have left unrecorded). The values are then streamed in batches, and
+//! any value whose sequence exceeds S (a stale former holder's write) ends the snapshot with an
+//! error rather than a wrong state. Snapshots at once share the pause; the state lags the stream
+//! while any runs, and catches up when the last one ends.
+
+mod builder;
+mod key;
+mod snapshot;
+mod value;
+
+use async_nats::jetstream::{
+    self,
+    kv::{self, CreateErrorKind, Operation, UpdateErrorKind},
+    stream::StorageType,
+};
+use futures_util::StreamExt;
+
+pub(super) use builder::{Source, build};
+pub use snapshot::StateSnapshot;
+use value::Meta;
+
+use super::{ConsumerBucket, OpenError, ReadError, connect::MIN_MAX_PAYLOAD};
+
+/// The lease of the builder, in the leases bucket (consumer names have no dots, so no consumer
+/// can take it).
+const BUILDER_LEASE: &str = "state.builder";
+/// The prefix of snapshot holds in the leases bucket.
+const HOLD_PREFIX: &str = "state.hold.";
+
+/// The state bucket of one stream, with the leases it shares with the named consumers.
+#[derive(Debug, Clone)]
+pub(super) struct StateBucket {
+    /// The bucket (and its stream, which snapshots read with a consumer).
+    store: kv::Store,
+    /// The leases bucket: the builder's lease and snapshot holds.
+    leases: ConsumerBucket,
+    /// This bridge's name in leases.
+    holder: String,
+}
+
+// === impl StateBucket ===
+
+impl StateBucket {
+    /// Opens (creating if needed) the state bucket of `stream`, with its replicas.
+    pub(super) async fn open(
+        context: &jetstream::Context,
+        stream: &str,
+        replicas: usize,
+        (leases, holder): (ConsumerBucket, String),
+    ) -> Result<Self, OpenError> {
+        let name = format!("{stream}_STATE");
+        let config = kv::Config {
+            bucket: name.clone(),
+            description: "Latest event of every object, by clerk-bridge".to_owned(),
+            history: 1,
+            max_value_size: i32::try_from(MIN_MAX_PAYLOAD).unwrap_or(i32::MAX),
+            storage: StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        let store = match context.get_key_value(&name).await {
+            Ok(store) => store,
+            Err(_) => context
+                .create_key_value(config)
+                .await
+                .map_err(|e| OpenError::Stream(format!("key-value bucket {name}: {e}")))?,
+        };
+        Ok(StateBucket {
+            store,
+            leases,
+            holder,
+        })
+    }
+
+    /// The builder's progress and the revision of `meta` (`None` before the first write).
+    async fn meta(&self) -> Result<(Meta, Option<u64>), ReadError> {
+        let entry = self.store.entry(key::META).await.map_err(remote)?;
+        match entry.filter(|e| e.operation == Operation::Put) {
+            Some(entry) => Ok((
+                Meta::decode(&entry.value).map_err(remote)?,
+                Some(entry.revision),
+            )),
+            None => Ok((Meta::default(), None)),
+        }
+    }
+
+    /// Writes `meta` if it is still at `revision`; the new revision, or `None` when another
+    /// bridge wrote it meanwhile.
+    async fn write_meta(
+        &self,
+        meta: &Meta,
+        revision: Option<u64>,
+    ) -> Result<Option<u64>, ReadError> {
+        let written = match revision {
+            Some(revision) => self
+                .store
+                .update(key::META, meta.encode(), revision)
+                .await
+                .map_err(|e| {
+                    (
+                        e.kind() == UpdateErrorKind::WrongLastRevision,
+                        e.to_string(),
+                    )
+                }),
+            None => self
+                .store
+                .create(key::META, meta.encode())
+                .await
+                .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
+        };
+        match written {
+            Ok(revision) => Ok(Some(revision)),
+            Err((true, _)) => Ok(None),
+            Err((false, error)) => Err(ReadError::Remote(error)),
+        }
+    }
+
+    /// The snapshot holds alive now, sorted.
+    async fn holds(&self) -> Result<Vec<String>, ReadError> {
+        let mut keys = self.leases.leases().keys().await.map_err(remote)?;
+        let mut holds = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(remote)?;
+            if key.starts_with(HOLD_PREFIX) {
+                holds.push(key);
+            }
+        }
+        holds.sort();
+        Ok(holds)
+    }
+}
+
+fn remote(error: impl std::fmt::Display) -> ReadError {
+    ReadError::Remote(error.to_string())
+}
