@@ -58,14 +58,22 @@ pub struct IngestActivity {
 /// The deliveries' allowance in one window.
 #[derive(Debug)]
 struct Allowance {
-    /// When the window started.
-    started: Instant,
     /// [`IngestActivity::answered`] when it started.
     answered: u64,
     /// When the window ends (and a new one starts at the next request).
     ends: Instant,
     /// Events still allowed in it.
     left: usize,
+}
+
+/// What a stream may deliver now: [`IngestActivity::allowed`].
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct Grant {
+    /// How many events.
+    pub events: usize,
+    /// The end of the window it was taken from (`None` outside a burst: nothing to give back).
+    window: Option<Instant>,
 }
 
 /// One verified webhook being stored; counted in [`IngestActivity`] until dropped.
@@ -81,7 +89,6 @@ impl Default for IngestActivity {
             in_flight: AtomicUsize::new(0),
             answered: AtomicU64::new(0),
             allowance: Mutex::new(Allowance {
-                started: now,
                 answered: 0,
                 ends: now,
                 left: 0,
@@ -103,19 +110,35 @@ impl IngestActivity {
     }
 
     /// How many of the `wanted` next events a stream `behind` events behind the head may deliver
-    /// now. Zero means: wait until [`IngestActivity::next_window`].
-    pub fn allowed(&self, wanted: usize, behind: u64) -> usize {
+    /// now. Zero events means: wait until [`IngestActivity::next_window`].
+    pub fn allowed(&self, wanted: usize, behind: u64) -> Grant {
         if behind > MAX_DEFERRED || !self.is_burst() {
-            return wanted;
+            return Grant {
+                events: wanted,
+                window: None,
+            };
         }
         let mut allowance = self.lock();
         let now = Instant::now();
         if now >= allowance.ends {
             *allowance = self.next_allowance(&allowance, now);
         }
-        let granted = wanted.min(allowance.left).min(MAX_GRANT);
-        allowance.left -= granted;
-        granted
+        let events = wanted.min(allowance.left).min(MAX_GRANT);
+        allowance.left -= events;
+        Grant {
+            events,
+            window: Some(allowance.ends),
+        }
+    }
+
+    /// Returns the part of `grant` a stream did not deliver (it found fewer events, or its window
+    /// filled) to the window it came from, if that window is still open.
+    pub fn give_back(&self, grant: Grant, delivered: usize) {
+        let Some(window) = grant.window else { return };
+        let mut allowance = self.lock();
+        if allowance.ends == window && Instant::now() < window {
+            allowance.left += grant.events.saturating_sub(delivered);
+        }
     }
 
     /// When the current window ends and a stream that got nothing may ask again.
@@ -127,11 +150,14 @@ impl IngestActivity {
     /// per [`DELIVERY_WINDOW`] (when no stream asked for a while, that time is averaged over).
     fn next_allowance(&self, previous: &Allowance, now: Instant) -> Allowance {
         let answered = self.answered.load(Ordering::Relaxed);
-        let since = (now - previous.started).max(DELIVERY_WINDOW);
+        let started = previous
+            .ends
+            .checked_sub(DELIVERY_WINDOW)
+            .unwrap_or(previous.ends);
+        let since = now.saturating_duration_since(started).max(DELIVERY_WINDOW);
         let per_window = (answered - previous.answered) as f64 * DELIVERY_WINDOW.as_secs_f64()
             / since.as_secs_f64();
         Allowance {
-            started: now,
             answered,
             ends: now + DELIVERY_WINDOW,
             left: (per_window as usize).max(MIN_WINDOW_EVENTS),
@@ -177,9 +203,9 @@ mod tests {
         let activity = IngestActivity::default();
         let _few: Vec<_> = (1..BURST_IN_FLIGHT).map(|_| activity.begin()).collect();
         for _ in 0..100 {
-            assert_eq!(activity.allowed(128, 10), 128);
+            assert_eq!(activity.allowed(128, 10).events, 128);
         }
-        assert_eq!(activity.allowed(128, MAX_DEFERRED + 1), 128);
+        assert_eq!(activity.allowed(128, MAX_DEFERRED + 1).events, 128);
     }
 
     #[tokio::test(start_paused = true)]
@@ -187,26 +213,41 @@ mod tests {
         let activity = IngestActivity::default();
         let _burst = burst(&activity);
         // Nothing answered yet: the least allowance.
-        let granted: usize = (0..100).map(|_| activity.allowed(128, 10)).sum();
+        let granted: usize = (0..100).map(|_| activity.allowed(128, 10).events).sum();
         assert_eq!(granted, MIN_WINDOW_EVENTS);
-        assert_eq!(activity.allowed(128, 10), 0);
+        assert_eq!(activity.allowed(128, 10).events, 0);
         // 500 webhooks answered in this window: the next one allows 500 deliveries in all, at
         // most MAX_GRANT per request.
         for _ in 0..500 {
             drop(activity.begin());
         }
         tokio::time::sleep_until(activity.next_window()).await;
-        let grants: Vec<usize> = (0..100).map(|_| activity.allowed(128, 10)).collect();
+        let grants: Vec<usize> = (0..100).map(|_| activity.allowed(128, 10).events).collect();
         assert!(grants.iter().all(|&g| g <= MAX_GRANT), "{grants:?}");
         assert_eq!(grants.iter().sum::<usize>(), 500);
-        assert_eq!(activity.allowed(128, 10), 0);
+        assert_eq!(activity.allowed(128, 10).events, 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stream_too_far_behind_no_longer_yields() {
         let activity = IngestActivity::default();
         let _burst = burst(&activity);
-        while activity.allowed(16, 10) > 0 {}
-        assert_eq!(activity.allowed(128, MAX_DEFERRED + 1), 128);
+        while activity.allowed(16, 10).events > 0 {}
+        assert_eq!(activity.allowed(128, MAX_DEFERRED + 1).events, 128);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_a_stream_did_not_deliver_goes_back_to_its_window_only() {
+        let activity = IngestActivity::default();
+        let _burst = burst(&activity);
+        let grant = activity.allowed(MIN_WINDOW_EVENTS, 10);
+        assert_eq!(activity.allowed(128, 10).events, 0);
+        activity.give_back(grant, 4);
+        assert_eq!(activity.allowed(128, 10).events, MIN_WINDOW_EVENTS - 4);
+        // A grant from a window that has ended adds nothing to the next.
+        tokio::time::sleep_until(activity.next_window()).await;
+        let fresh = activity.allowed(128, 10).events;
+        activity.give_back(grant, 0);
+        assert_eq!(activity.allowed(128, 10).events, 0, "{fresh}");
     }
 }

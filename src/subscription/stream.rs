@@ -160,14 +160,18 @@ impl StreamTask {
                 return stop;
             }
             if self.cursor < now.head && !self.window_full() {
-                let allowed = self.activity.allowed(READ_BATCH, now.head - self.cursor);
-                if allowed == 0 {
+                let grant = self.activity.allowed(READ_BATCH, now.head - self.cursor);
+                if grant.events == 0 {
                     if let Err(stop) = self.yield_to_ingest().await {
                         return stop;
                     }
                     continue;
                 }
-                match self.send_batch(allowed).await {
+                let before = self.cursor;
+                let sent = self.send_batch(grant.events).await;
+                let passed = usize::try_from(self.cursor - before).unwrap_or(usize::MAX);
+                self.activity.give_back(grant, passed);
+                match sent {
                     Ok(true) => last_sent = Instant::now(),
                     Ok(false) => {}
                     Err(stop) => return stop,

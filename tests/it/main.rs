@@ -10,6 +10,7 @@ mod durability;
 mod edge;
 mod fake_clerk;
 mod fixtures;
+mod ingest_first;
 mod jetstream;
 mod jetstream_faults;
 mod lifecycle;
