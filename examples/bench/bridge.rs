@@ -10,7 +10,8 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
     process::{Child, ChildStderr, Command},
 };
 
@@ -148,6 +149,20 @@ impl Bridge {
     pub(crate) fn reset_peak(&self) -> Result<(), BenchError> {
         std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5")?;
         Ok(())
+    }
+
+    /// The value of the gauge or counter `name` on the bridge's `/metrics` page (on its webhook
+    /// port, the default).
+    pub(crate) async fn metric(&self, name: &str) -> Result<f64, BenchError> {
+        let mut connection = TcpStream::connect(self.http).await?;
+        let request = "GET /metrics HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n";
+        connection.write_all(request.as_bytes()).await?;
+        let mut page = String::new();
+        connection.read_to_string(&mut page).await?;
+        page.lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .find_map(|value| value.trim().parse().ok())
+            .ok_or_else(|| BenchError::Setup(format!("no {name} on the bridge's /metrics")))
     }
 
     /// Stops the bridge (SIGKILL: durability does not depend on a clean stop) and reaps it.

@@ -723,16 +723,28 @@ fn deliveries_row(run: &FanOut) -> String {
 }
 
 /// A table row for an ingest run.
-/// Each JetStream run: its rate, latency and CPU per webhook, the bridge's peak memory, and its rate
-/// as a share of the embedded log's 64-connection burst of the same run (no target: a comparison).
-fn jetstream_rows(runs: &[(String, Ingest)], embedded: Option<&Ingest>) -> Vec<String> {
+/// Each JetStream run: its rate, latency and CPU per webhook, the bridge's peak memory, its rate
+/// as a share of the embedded log's 64-connection burst of the same run (no target: a comparison),
+/// and how soon the shared state held the burst.
+fn jetstream_rows(
+    runs: &crate::jetstream::JetStreamRuns,
+    embedded: Option<&Ingest>,
+) -> Vec<String> {
     runs.iter()
-        .map(|(what, ingest)| {
+        .map(|(what, ingest, state)| {
             let share = embedded.map_or_else(String::new, |embedded| {
                 let share = ingest.per_sec / embedded.per_sec.max(f64::MIN_POSITIVE);
                 format!("{:.0}% of the embedded log's rate; ", share * 100.0)
             });
-            let note = format!("{share}bridge RSS peak {}", mib(ingest.peak.peak_kib));
+            let caught_up = match state.after_burst {
+                Some(after) => format!("{:.1} s after the burst", after.as_secs_f64()),
+                None => "not within 120 s of the burst".to_owned(),
+            };
+            let note = format!(
+                "{share}bridge RSS peak {}; state (snapshots) caught up {caught_up}, {}/s applied",
+                mib(ingest.peak.peak_kib),
+                count(state.per_sec)
+            );
             ingest_row(
                 &format!("ingest, 64 connections, {what}"),
                 ingest,
