@@ -36,7 +36,7 @@ use crate::{
     shutdown::Every,
     store::Store,
     subscription::{Consumers, EventStreamService},
-    sync::{Syncer, service::SyncServiceImpl},
+    sync::{self, Syncer, service::SyncServiceImpl},
     telemetry::metrics::{Metrics, StateReading},
     watched_file::WatchedFile,
 };
@@ -92,6 +92,9 @@ pub enum RunError {
     /// A background task failed.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The pass an earlier run left unfinished could not be read.
+    #[error(transparent)]
+    SavedPass(#[from] sync::SavedPassError),
 }
 
 /// Runs the bridge until `shutdown` is cancelled, then shuts down in order:
@@ -171,10 +174,7 @@ pub async fn run(
         config.max_streams,
     )
     .with_activity(activity);
-    let syncer = match store.embedded() {
-        Some(log) => Some(syncer(&config, log, &metrics, &tasks, &shutdown).await?),
-        None => None,
-    };
+    let syncer = syncer(&config, &store, &metrics, &tasks, &shutdown).await?;
     let tls = config
         .grpc_access
         .tls
@@ -312,7 +312,7 @@ fn state_reading(store: &Store, consumers: Option<&Consumers>) -> StateReading {
 /// and starts the reconciliation schedule, if configured.
 async fn syncer(
     config: &Config,
-    log: &Arc<Log>,
+    store: &Store,
     metrics: &Arc<Metrics>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
@@ -323,15 +323,12 @@ async fn syncer(
     };
     let syncer = Syncer::new(
         client,
-        log.clone(),
+        sync::Target::of(store),
         metrics.clone(),
         tasks.clone(),
         shutdown.clone(),
     );
-    syncer
-        .resume_saved()
-        .await
-        .map_err(|e| RunError::OpenLog(OpenError::Database(e)))?;
+    syncer.resume_saved().await?;
     if let Some(interval) = config.reconcile_every {
         tasks.spawn(
             syncer

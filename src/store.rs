@@ -6,8 +6,8 @@
 //!
 //! Both keep the current state behind snapshots: the embedded log in the append's transaction,
 //! JetStream in a bucket its builder fills (see [`Store::jetstream`]). What only the embedded log
-//! has (backfill and reconciliation passes) is reached through [`Store::embedded`]; the services
-//! that need it answer FAILED_PRECONDITION on JetStream.
+//! has (the set of objects a reconciliation pass saw) is reached through [`Store::embedded`];
+//! reconciliation answers FAILED_PRECONDITION on JetStream.
 
 use std::sync::Arc;
 

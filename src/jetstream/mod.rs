@@ -195,23 +195,45 @@ impl JetStreamLog {
     /// [`WriteError::Remote`] when the stream did not acknowledge it; it may then have been stored
     /// all the same, and a retry is answered as a duplicate.
     pub async fn append(&self, record: NewRecord) -> Result<Appended, WriteError> {
-        let publish = PublishMessage::build()
-            .headers(headers::of_record(&record))
-            .message_id(&record.event_id)
-            .payload(record.event.into());
+        let headers = headers::of_record(&record);
         let acked = match self
-            .context
-            .send_publish(self.subject.clone(), publish)
+            .send(
+                &record.event_id,
+                headers,
+                record.event.into(),
+                Expect::Nothing,
+            )
             .await
         {
             Ok(ack) => ack.await,
             Err(error) => Err(error),
         };
-        match acked {
-            Ok(ack) if ack.duplicate => Ok(Appended::Duplicate(ack.sequence)),
-            Ok(ack) => Ok(Appended::Stored(ack.sequence)),
-            Err(error) => Err(WriteError::Remote(error.to_string().into())),
-        }
+        acked
+            .map(appended)
+            .map_err(|error| WriteError::Remote(error.to_string().into()))
+    }
+
+    /// Sends an event to the stream, to be stored only if the stream holds what `expect` says
+    /// last; the stream's acknowledgement is to be awaited.
+    async fn send(
+        &self,
+        event_id: &str,
+        headers: async_nats::HeaderMap,
+        event: bytes::Bytes,
+        expect: Expect<'_>,
+    ) -> Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError> {
+        let publish = PublishMessage::build()
+            .headers(headers)
+            .message_id(event_id)
+            .payload(event);
+        let publish = match expect {
+            Expect::Nothing => publish,
+            Expect::LastSequence(sequence) => publish.expected_last_sequence(sequence),
+            Expect::LastMessageId(id) => publish.expected_last_message_id(id),
+        };
+        self.context
+            .send_publish(self.subject.clone(), publish)
+            .await
     }
 
     /// The named consumers' shared buckets.
@@ -277,6 +299,24 @@ impl JetStreamLog {
         if let Err(error) = self.client.flush().await {
             tracing::debug!(%error, "NATS flush at close failed");
         }
+    }
+}
+
+/// What the stream must hold last for a publish to be stored.
+enum Expect<'a> {
+    /// Anything.
+    Nothing,
+    /// The event at this sequence.
+    LastSequence(u64),
+    /// The event with this id.
+    LastMessageId(&'a str),
+}
+
+/// What an acknowledged publish did.
+fn appended(ack: jetstream::publish::PublishAck) -> Appended {
+    match ack.duplicate {
+        true => Appended::Duplicate(ack.sequence),
+        false => Appended::Stored(ack.sequence),
     }
 }
 

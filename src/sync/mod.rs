@@ -11,6 +11,7 @@
 mod pass;
 mod records;
 pub mod service;
+mod target;
 
 use std::{
     sync::{Arc, Mutex, PoisonError},
@@ -23,10 +24,10 @@ use tracing::Instrument;
 
 pub use pass::{MAX_DELETE_FLOOR, MAX_DELETE_SHARE, Mode};
 use pass::{Pass, Saved};
+pub use target::{SavedPassError, Target};
 
 use crate::{
     clerk_api::Client,
-    log::Log,
     proto::{SyncProgress, SyncState},
     telemetry::metrics::Metrics,
 };
@@ -42,6 +43,11 @@ pub enum SyncError {
     /// A pass of the other kind is running.
     #[error("a {0} pass is running; wait for it to end")]
     Busy(&'static str),
+    /// Reconciliation on a JetStream stream.
+    #[error(
+        "reconciliation needs the embedded log; on JetStream only backfill runs (it appends what is newer, and deletes nothing)"
+    )]
+    NotOnJetStream,
 }
 
 /// Starts passes and tracks the one running.
@@ -57,7 +63,7 @@ struct Inner {
     /// Clerk's Backend API; `None` when no secret key is configured.
     client: Option<Client>,
     /// Where passes append.
-    log: Arc<Log>,
+    target: Target,
     /// Where passes are counted.
     metrics: Arc<Metrics>,
     /// The running (or last) pass: its mode and progress.
@@ -71,10 +77,10 @@ struct Inner {
 // === impl Syncer ===
 
 impl Syncer {
-    /// A syncer appending to `log`; passes need `client`.
+    /// A syncer appending to `target`; passes need `client`.
     pub fn new(
         client: Option<Client>,
-        log: Arc<Log>,
+        target: Target,
         metrics: Arc<Metrics>,
         tasks: TaskTracker,
         shutdown: CancellationToken,
@@ -82,7 +88,7 @@ impl Syncer {
         Syncer {
             inner: Arc::new(Inner {
                 client,
-                log,
+                target,
                 metrics,
                 current: Mutex::new(None),
                 tasks,
@@ -94,8 +100,12 @@ impl Syncer {
     /// Starts a pass of `mode`, or returns the progress of the one of that mode already running.
     ///
     /// # Errors
-    /// [`SyncError`] without a secret key, or while a pass of the other mode runs.
+    /// [`SyncError`] without a secret key, while a pass of the other mode runs, or for
+    /// reconciliation on JetStream.
     pub fn start(&self, mode: Mode) -> Result<watch::Receiver<SyncProgress>, SyncError> {
+        if mode == Mode::Reconciliation && self.inner.target.embedded().is_none() {
+            return Err(SyncError::NotOnJetStream);
+        }
         let mut current = self.current();
         if let Some((running, progress)) = current.as_ref()
             && progress.borrow().state() == SyncState::Running
@@ -106,21 +116,18 @@ impl Syncer {
             };
         }
         let client = self.inner.client.clone().ok_or(SyncError::NoSecretKey)?;
-        let progress = self.spawn(client, Saved::new(mode, self.inner.log.head()));
+        let progress = self.spawn(client, Saved::new(mode, self.inner.target.head()));
         *current = Some((mode, progress.clone()));
         Ok(progress)
     }
 
-    /// Resumes the pass an earlier run of the bridge left unfinished, if any. Without a secret key
-    /// it says so and leaves the pass saved.
+    /// Resumes the pass an earlier run of the bridge left unfinished, if any (on JetStream, unless
+    /// another bridge runs it). Without a secret key it says so and leaves the pass saved.
     ///
     /// # Errors
-    /// When the log cannot be read.
-    pub async fn resume_saved(&self) -> Result<(), rusqlite::Error> {
-        let log = self.inner.log.clone();
-        let saved = tokio::task::spawn_blocking(move || log.reader()?.saved_pass())
-            .await
-            .map_err(|_| rusqlite::Error::InvalidQuery)??;
+    /// When the saved pass cannot be read.
+    pub async fn resume_saved(&self) -> Result<(), SavedPassError> {
+        let saved = self.inner.target.saved().await?;
         let Some(saved) = saved.as_deref().and_then(Saved::parse) else {
             return Ok(());
         };
@@ -170,7 +177,7 @@ impl Syncer {
         let span = tracing::info_span!("sync", pass = saved.mode.as_str());
         let pass = Pass {
             client,
-            log: self.inner.log.clone(),
+            target: self.inner.target.clone(),
             metrics: self.inner.metrics.clone(),
             saved,
             progress,

@@ -10,18 +10,25 @@
 //! changed since the pass began) and stops if any kind has more than the safety bound. And each
 //! candidate is looked up on its own: only a 404 deletes it.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::records::{self, type_prefix};
+use super::{
+    records::{self, type_prefix},
+    target::Target,
+};
 use crate::{
     clerk_api::{self, Client, Cursor, Kind, Lookup},
     clock::{now_ms, timestamp_from_millis},
-    log::{Appended, Log, NewRecord, PassUpdate, StoredObject, WriteError},
+    jetstream::{LEASE_TTL, SharedLease},
+    log::{Appended, NewRecord, PassUpdate, StoredObject, WriteError},
     proto::{EventSource, SyncProgress, SyncState},
     record,
     telemetry::metrics::Metrics,
@@ -33,6 +40,8 @@ const SAVED_VERSION: u32 = 1;
 pub const MAX_DELETE_FLOOR: u64 = 50;
 /// A kind may lose at most this share of its live objects in one pass, or [`MAX_DELETE_FLOOR`].
 pub const MAX_DELETE_SHARE: f64 = 0.01;
+/// How often a resumed pass asks for the lease of a bridge that died.
+const CLAIM_POLL: Duration = Duration::from_secs(1);
 /// Deletion candidates read from the log at a time.
 const CANDIDATE_BATCH: usize = 100;
 
@@ -99,6 +108,12 @@ pub(super) enum PassError {
     /// The bridge is shutting down; the pass resumes at the next start.
     #[error("interrupted by shutdown; the pass resumes when the bridge starts again")]
     Interrupted,
+    /// Another bridge on the JetStream stream runs a pass.
+    #[error("another bridge runs a pass on this stream; wait for it to end")]
+    Elsewhere,
+    /// The pass's lease on JetStream could not be kept (the servers were unreachable).
+    #[error("the pass lost its lease (NATS unreachable); run it again")]
+    LeaseLost,
     /// Some listing may have missed objects, so nothing was deleted.
     #[error(
         "a listing may have missed objects (Clerk's counts changed during the pass): nothing was deleted; run reconcile again"
@@ -124,7 +139,7 @@ pub(super) struct Pass {
     /// Reads Clerk.
     pub(super) client: Client,
     /// Stores what it finds.
-    pub(super) log: Arc<Log>,
+    pub(super) target: Target,
     /// Counts objects and passes.
     pub(super) metrics: Arc<Metrics>,
     /// Where it stands.
@@ -211,19 +226,24 @@ impl Pass {
     /// Runs the pass to its end, publishing a final progress message either way.
     pub(super) async fn run(mut self) {
         let started = Instant::now();
-        let fresh = self.saved.kind_index == 0 && self.saved.cursor.is_none();
-        let outcome = self.list_and_repair(fresh, started).await;
+        let outcome = match self.claim().await {
+            Ok(lease) => self.run_holding(lease.as_ref(), started).await,
+            Err(error) => Err(error),
+        };
         let elapsed = started.elapsed().as_secs_f64();
         let (state, message, result) = match &outcome {
             Ok(()) => (SyncState::Completed, String::new(), "completed"),
             Err(e @ PassError::Incomplete) => (SyncState::Failed, e.to_string(), "incomplete"),
             Err(e @ PassError::Unsafe { .. }) => (SyncState::Failed, e.to_string(), "unsafe"),
-            Err(e @ PassError::Interrupted) => (SyncState::Failed, e.to_string(), "interrupted"),
+            Err(e @ (PassError::Interrupted | PassError::Elsewhere | PassError::LeaseLost)) => {
+                (SyncState::Failed, e.to_string(), "interrupted")
+            }
             Err(e) => (SyncState::Failed, e.to_string(), "failed"),
         };
-        // A pass that ended for good forgets its bookkeeping; an interrupted one keeps it to resume.
-        if !matches!(outcome, Err(PassError::Interrupted))
-            && let Err(error) = self.log.save_pass(PassUpdate::default()).await
+        // A pass that ended for good forgets its bookkeeping; an interrupted one keeps it to
+        // resume, and one that never ran here leaves that of the bridge running it.
+        if result != "interrupted"
+            && let Err(error) = self.target.save(PassUpdate::default()).await
         {
             tracing::warn!(%error, "Could not clear the ended pass's bookkeeping");
         }
@@ -246,6 +266,47 @@ impl Pass {
         let _ = self
             .progress
             .send(self.saved.progress(state, message, elapsed));
+    }
+
+    /// Takes the right to run the one pass of all bridges (on JetStream, a lease). A resumed pass
+    /// may find the lease of the bridge that ran it before it died: it waits for it to expire.
+    async fn claim(&self) -> Result<Option<SharedLease>, PassError> {
+        let resumed = self.saved.kind_index > 0 || self.saved.cursor.is_some();
+        let patience = if resumed {
+            LEASE_TTL + CLAIM_POLL
+        } else {
+            Duration::ZERO
+        };
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(lease) = self.target.claim().await? {
+                return Ok(lease);
+            }
+            if Instant::now() >= deadline {
+                return Err(PassError::Elsewhere);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(CLAIM_POLL) => {}
+                () = self.shutdown.cancelled() => return Err(PassError::Interrupted),
+            }
+        }
+    }
+
+    /// Runs the pass while `lease` (on JetStream) holds.
+    async fn run_holding(
+        &mut self,
+        lease: Option<&SharedLease>,
+        started: Instant,
+    ) -> Result<(), PassError> {
+        let fresh = self.saved.kind_index == 0 && self.saved.cursor.is_none();
+        let Some(lease) = lease else {
+            return self.list_and_repair(fresh, started).await;
+        };
+        let lost = lease.lost();
+        tokio::select! {
+            outcome = self.list_and_repair(fresh, started) => outcome,
+            () = lost.cancelled() => Err(PassError::LeaseLost),
+        }
     }
 
     async fn list_and_repair(&mut self, fresh: bool, started: Instant) -> Result<(), PassError> {
@@ -307,11 +368,10 @@ impl Pass {
                 .map(|o| (o.kind.clone(), o.id.clone()))
                 .collect(),
         };
-        let outcomes =
-            futures_util::future::join_all(records.into_iter().map(|r| self.log.append(r))).await;
+        let outcomes = self.target.append_all(records).await?;
         let before = self.saved.counts;
         for outcome in outcomes {
-            self.count(outcome?);
+            self.count(outcome);
         }
         self.saved.counts.read += u64::try_from(page.len()).unwrap_or(u64::MAX);
         self.count_metrics(before);
@@ -414,14 +474,14 @@ impl Pass {
         match self.client.get(&lookup).await? {
             None => {
                 if let Some(record) = records::deleted(kind, &candidate.id, last.as_ref()) {
-                    self.log.append(record).await?;
+                    self.target.append(record).await?;
                     self.saved.counts.deleted += 1;
                 }
             }
             Some(object) => {
                 self.saved.counts.confirmed_present += 1;
                 if let Some(record) = records::updated(kind, &object, self.saved.mode.source()) {
-                    let appended = self.log.append(record).await?;
+                    let appended = self.target.append(record).await?;
                     self.count(appended);
                 }
             }
@@ -434,9 +494,7 @@ impl Pass {
     async fn save(&self, fresh: bool, seen: Vec<(String, String)>) -> Result<(), PassError> {
         // Serializing plain fields and a cursor of strings and numbers cannot fail.
         let state = serde_json::to_string(&self.saved).ok();
-        self.log
-            .save_pass(PassUpdate { fresh, seen, state })
-            .await?;
+        self.target.save(PassUpdate { fresh, seen, state }).await?;
         Ok(())
     }
 
@@ -453,7 +511,11 @@ impl Pass {
         &self,
         read: impl FnOnce(&crate::log::LogReader) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, PassError> {
-        let log = self.log.clone();
+        let log = self
+            .target
+            .embedded()
+            .cloned()
+            .ok_or(PassError::Read(rusqlite::Error::InvalidQuery))?;
         tokio::task::spawn_blocking(move || read(&log.reader()?))
             .await
             .map_err(|_| PassError::Read(rusqlite::Error::InvalidQuery))?

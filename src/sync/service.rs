@@ -19,15 +19,15 @@ type ProgressStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + '
 /// The SyncService, over a [`Syncer`].
 #[derive(Debug, Clone)]
 pub struct SyncServiceImpl {
-    /// Starts and tracks passes; `None` on a store without passes yet (JetStream).
-    syncer: Option<Syncer>,
+    /// Starts and tracks passes.
+    syncer: Syncer,
 }
 
 // === impl SyncServiceImpl ===
 
 impl SyncServiceImpl {
     /// The service for `syncer`.
-    pub fn new(syncer: Option<Syncer>) -> Self {
+    pub fn new(syncer: Syncer) -> Self {
         SyncServiceImpl { syncer }
     }
 
@@ -36,12 +36,7 @@ impl SyncServiceImpl {
         mode: Mode,
         wrap: fn(SyncProgress) -> T,
     ) -> Result<Response<ProgressStream<T>>, Status> {
-        let syncer = self.syncer.as_ref().ok_or_else(|| {
-            Status::failed_precondition(
-                "backfill and reconciliation need the embedded log; on JetStream they are not available yet",
-            )
-        })?;
-        let progress = syncer.start(mode).map_err(refusal)?;
+        let progress = self.syncer.start(mode).map_err(refusal)?;
         Ok(Response::new(Box::pin(
             progress_until_end(progress).map(move |p| Ok(wrap(p))),
         )))

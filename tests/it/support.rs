@@ -460,10 +460,20 @@ impl TestBridge {
     /// Starts a bridge on the JetStream stream `CLERK_EVENTS` of the servers at `urls`, with
     /// `replicas` replicas.
     pub(crate) async fn start_on_jetstream(urls: &[&str], replicas: usize) -> Self {
+        Self::start_on_jetstream_with(urls, replicas, |_| {}).await
+    }
+
+    /// As [`TestBridge::start_on_jetstream`], with the config changed by `configure`.
+    pub(crate) async fn start_on_jetstream_with(
+        urls: &[&str],
+        replicas: usize,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let nats = nats_config(urls, replicas);
         Self::start_with(|c| {
             c.nats = Some(nats);
             c.heartbeat_interval = QUICK_HEARTBEAT;
+            configure(c);
         })
         .await
     }

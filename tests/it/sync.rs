@@ -18,25 +18,30 @@ use tonic::Status;
 
 use crate::{
     fake_clerk::{FakeClerk, SECRET_KEY, Store},
+    nats::NatsServer,
     process::{BridgeProcess, clerk_bridge},
     snapshot::read_snapshot,
-    support::{TestBridge, eventually, within},
+    support::{StoreUnderTest, TestBridge, eventually, store_under_test, within},
 };
 
 /// Requests per second the in-process bridges may send the fake: fast, still paced.
 const TEST_RATE: f64 = 400.0;
 
-/// A bridge whose passes read `fake`.
+/// A bridge on the embedded log whose passes read `fake` (reconciliation needs that log).
 async fn bridge_for(fake: &FakeClerk) -> TestBridge {
+    TestBridge::start_embedded_with(reading(fake, TEST_RATE)).await
+}
+
+/// The config change that points a bridge's passes at `fake`, at `rate` requests per second.
+fn reading(fake: &FakeClerk, rate: f64) -> impl FnOnce(&mut clerk_bridge::config::Config) {
     let base_url = fake.base_url();
-    TestBridge::start_embedded_with(move |c| {
+    move |c| {
         c.clerk_api = Some(clerk_api::Config {
             base_url,
-            requests_per_second: Some(TEST_RATE),
+            requests_per_second: Some(rate),
             ..clerk_api::Config::new(SecretKey::try_new(SECRET_KEY).unwrap())
         });
-    })
-    .await
+    }
 }
 
 /// Runs a pass to its end over gRPC and returns its final progress.
@@ -98,7 +103,8 @@ fn versions(objects: &BTreeMap<String, Event>) -> BTreeMap<String, i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_loads_every_object_once_within_its_budget_and_a_rerun_appends_nothing() {
     let fake = FakeClerk::start(Store::generate(10_000, 2_000, 20_000)).await;
-    let bridge = bridge_for(&fake).await;
+    // On the store under test: backfill runs on both.
+    let bridge = TestBridge::start_with(reading(&fake, TEST_RATE)).await;
 
     let done = run_pass(&bridge, false).await;
     assert_eq!(done.state(), SyncState::Completed, "{done:?}");
@@ -136,6 +142,88 @@ async fn a_backfill_loads_every_object_once_within_its_budget_and_a_rerun_append
     assert_eq!(head, 32_000, "a rerun stores nothing");
 }
 
+/// Backfill on JetStream, with webhooks newer than Clerk's listing arriving through another bridge
+/// before and during the pass: one pass runs across the bridges at a time, objects a webhook
+/// changed are left as they are, and no backfilled event follows a newer event of its object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_on_jetstream_never_overtakes_a_newer_webhook() {
+    let fake = FakeClerk::start(Store::generate(600, 10, 10)).await;
+    let nats = NatsServer::start();
+    let urls = [nats.url.as_str()];
+    // Slow enough that the other bridge asks while the pass runs.
+    let first = TestBridge::start_on_jetstream_with(&urls, 1, reading(&fake, 4.0)).await;
+    let second = TestBridge::start_on_jetstream_with(&urls, 1, reading(&fake, TEST_RATE)).await;
+    let users = fake.with_store(|store| store.users.rows().to_vec());
+    for (i, row) in users.iter().take(10).enumerate() {
+        second
+            .post_new(&format!("msg_before_{i}"), &changed_since(&row.json))
+            .await;
+    }
+
+    let pass = tokio::spawn(async move { (run_pass(&first, false).await, first) });
+    eventually("the pass's first page of users", || async {
+        let pages = fake
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/users")
+            .count();
+        (pages >= 1).then_some(())
+    })
+    .await;
+    let refused = run_pass(&second, false).await;
+    assert_eq!(refused.state(), SyncState::Failed, "{refused:?}");
+    assert!(refused.message.contains("another bridge"), "{refused:?}");
+    for (i, row) in users.iter().skip(300).take(10).enumerate() {
+        second
+            .post_new(&format!("msg_during_{i}"), &changed_since(&row.json))
+            .await;
+    }
+    let (done, _first) = within("the pass", pass).await.unwrap();
+    assert_eq!(done.state(), SyncState::Completed, "{done:?}");
+    assert!(done.unchanged >= 10, "{done:?}");
+
+    let (head, _) = second.positions().await;
+    let events = second.subscribe(0, &[]).await.events_until_head(head).await;
+    let mut newest = BTreeMap::new();
+    for event in &events {
+        let seen = newest.entry(event.object_id.clone()).or_insert(0);
+        if event.source == i32::from(EventSource::Backfill) {
+            assert!(
+                event.object_version > *seen,
+                "backfilled {} at {} after version {seen}",
+                event.object_id,
+                event.sequence
+            );
+        }
+        *seen = (*seen).max(event.object_version);
+    }
+    let newest: BTreeMap<_, _> = newest
+        .into_iter()
+        .map(|(id, version)| (id, i64::try_from(version).unwrap()))
+        .collect();
+    assert_eq!(versions(&live_objects(&second).await), newest);
+    assert_eq!(newest.len(), 620);
+
+    let mut client = SyncServiceClient::new(second.channel().await);
+    let refused = client.reconcile(ReconcileRequest {}).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("embedded log"), "{refused:?}");
+}
+
+/// A `user.updated` webhook for the user Clerk lists as `json`, changed a second later.
+fn changed_since(json: &str) -> String {
+    let mut data: Value = serde_json::from_str(json).unwrap();
+    let updated_at = data["updated_at"].as_i64().unwrap() + 1_000;
+    data["updated_at"] = updated_at.into();
+    serde_json::json!({"object": "event", "type": "user.updated", "timestamp": updated_at,
+                       "data": data})
+    .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_killed_mid_way_resumes_where_it_stood() {
     let fake = FakeClerk::start(Store::generate(3_000, 10, 10)).await;
@@ -146,7 +234,13 @@ async fn a_backfill_killed_mid_way_resumes_where_it_stood() {
         ("CLERK_API_URL", api_url.as_str()),
     ];
     // A development key: 10 requests per second at the whole share, so the pass takes a while.
-    let flags = ["--clerk-api-share", "1"];
+    // On JetStream the pass is saved in the stream's state bucket, and the bridge started again
+    // resumes it once the lease of the killed one expires.
+    let nats = (store_under_test() == StoreUnderTest::JetStream).then(NatsServer::start);
+    let mut flags = vec!["--clerk-api-share", "1"];
+    if let Some(nats) = &nats {
+        flags.extend(["--nats-url", nats.url.as_str()]);
+    }
     let mut bridge = BridgeProcess::start_with_env(dir.path(), &flags, &env).await;
     let grpc = bridge.grpc.to_string();
     let mut follower = clerk_bridge(&env, ["backfill", "--grpc-addr", &grpc]);
@@ -166,12 +260,13 @@ async fn a_backfill_killed_mid_way_resumes_where_it_stood() {
 
     let bridge = BridgeProcess::start_with_env(dir.path(), &flags, &env).await;
     let grpc = bridge.grpc.to_string();
-    let output = within(
-        "the resumed backfill",
-        clerk_bridge(&env, ["backfill", "--grpc-addr", &grpc]).output(),
-    )
-    .await
-    .unwrap();
+    // On JetStream it first waits out the killed bridge's lease.
+    let limit = crate::support::patience() + clerk_bridge::jetstream::LEASE_TTL;
+    let resumed = clerk_bridge(&env, ["backfill", "--grpc-addr", &grpc]).output();
+    let output = tokio::time::timeout(limit, resumed)
+        .await
+        .expect("the resumed backfill ends")
+        .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("backfill completed"), "{stdout}");

@@ -8,6 +8,8 @@
 
 /// The builder's applied position and pause acknowledgements (see the `value` module).
 pub(super) const META: &str = "meta";
+/// Where a backfill pass stands (see the `passes` module).
+pub(super) const PASS: &str = "pass";
 /// The prefix of object keys, before the kind.
 const OBJECT_PREFIX: &str = "o.";
 /// The subject filter, under the bucket's `$KV.<bucket>.`, of every object key.

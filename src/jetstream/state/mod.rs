@@ -41,6 +41,7 @@
 
 mod builder;
 mod key;
+mod passes;
 mod snapshot;
 mod value;
 
