@@ -127,7 +127,16 @@ impl Syncer {
     /// # Errors
     /// When the saved pass cannot be read.
     pub async fn resume_saved(&self) -> Result<(), SavedPassError> {
-        let saved = self.inner.target.saved().await?;
+        let saved = match self.inner.target.saved().await {
+            Ok(saved) => saved,
+            // The servers may still be electing leaders: not a reason to stay down. The pass stays
+            // saved for the next bridge to start (or a new pass).
+            Err(error) if self.inner.target.embedded().is_none() => {
+                tracing::warn!(%error, "Could not look for an unfinished pass on JetStream");
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
         let Some(saved) = saved.as_deref().and_then(Saved::parse) else {
             return Ok(());
         };

@@ -294,6 +294,8 @@ impl Poster {
         let request = request
             .body(Full::new(Bytes::from(body.to_owned())))
             .unwrap();
+        // The connection takes the next request once it has finished the last one.
+        self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();
         response.into_body().collect().await?;

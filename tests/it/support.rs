@@ -64,12 +64,22 @@ pub(crate) fn patience() -> Duration {
 
 /// Polls `probe` until it yields `Some`, failing the test after [`patience`] (a probe that hangs
 /// counts against the same deadline).
-pub(crate) async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + patience();
+    eventually_within(patience(), what, probe).await
+}
+
+/// As [`eventually`], with `limit` in place of [`patience`], for waits that include a known delay
+/// (a lease's expiry, a cluster's elections).
+pub(crate) async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         match tokio::time::timeout_at(deadline, probe()).await {
             Ok(Some(value)) => return value,

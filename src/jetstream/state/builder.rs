@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::kv::{CreateErrorKind, Operation};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -227,7 +227,7 @@ async fn apply(
     }
     loop {
         let entry = bucket.store.entry(key.as_str()).await.map_err(remote)?;
-        let written = match entry.filter(|e| e.operation == Operation::Put) {
+        let revision = match entry.filter(|e| e.operation == Operation::Put) {
             Some(entry) => {
                 let current = ObjectValue::decode(&entry.value).map_err(remote)?;
                 // Applied already (by a former holder that had not recorded it yet), or loses.
@@ -236,28 +236,17 @@ async fn apply(
                 {
                     return Ok(false);
                 }
-                bucket
-                    .store
-                    .update(key.as_str(), value.clone(), entry.revision)
-                    .await
-                    .map_err(|e| {
-                        (
-                            e.kind() == UpdateErrorKind::WrongLastRevision,
-                            e.to_string(),
-                        )
-                    })
+                Some(entry.revision)
             }
-            None => bucket
-                .store
-                .create(key.as_str(), value.clone())
-                .await
-                .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
+            None => None,
         };
-        match written {
-            Ok(_) => return Ok(true),
-            // Written meanwhile (a former holder): compare with that value again.
-            Err((true, _)) => {}
-            Err((false, error)) => return Err(ReadError::Remote(error)),
+        // Written meanwhile (a former holder): compare with that value again.
+        if bucket
+            .compare_and_set(&key, value.clone(), revision)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
         }
     }
 }

@@ -50,6 +50,7 @@ use async_nats::jetstream::{
     kv::{self, CreateErrorKind, Operation, UpdateErrorKind},
     stream::StorageType,
 };
+use bytes::Bytes;
 use futures_util::StreamExt;
 
 pub(super) use builder::{Source, build};
@@ -128,20 +129,28 @@ impl StateBucket {
         meta: &Meta,
         revision: Option<u64>,
     ) -> Result<Option<u64>, ReadError> {
+        self.compare_and_set(key::META, meta.encode(), revision)
+            .await
+    }
+
+    /// Writes `value` under `key` if the key is still at `revision` (`None`: if it has no value);
+    /// the new revision, or `None` when it was written meanwhile.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        value: Bytes,
+        revision: Option<u64>,
+    ) -> Result<Option<u64>, ReadError> {
         let written = match revision {
-            Some(revision) => self
-                .store
-                .update(key::META, meta.encode(), revision)
-                .await
-                .map_err(|e| {
-                    (
-                        e.kind() == UpdateErrorKind::WrongLastRevision,
-                        e.to_string(),
-                    )
-                }),
+            Some(revision) => self.store.update(key, value, revision).await.map_err(|e| {
+                (
+                    e.kind() == UpdateErrorKind::WrongLastRevision,
+                    e.to_string(),
+                )
+            }),
             None => self
                 .store
-                .create(key::META, meta.encode())
+                .create(key, value)
                 .await
                 .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
         };
