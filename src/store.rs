@@ -5,9 +5,9 @@
 //! in sequence order.
 //!
 //! Both keep the current state behind snapshots: the embedded log in the append's transaction,
-//! JetStream in a bucket its builder fills (see [`Store::jetstream`]). What only the embedded log
-//! has (the set of objects a reconciliation pass saw) is reached through [`Store::embedded`];
-//! reconciliation answers FAILED_PRECONDITION on JetStream.
+//! JetStream in a bucket its builder fills (see [`Store::jetstream`]). What each does its own way
+//! (its files, snapshots, backfill and reconciliation) is reached through [`Store::embedded`] and
+//! [`Store::jetstream`].
 
 use std::sync::Arc;
 

@@ -181,16 +181,8 @@ impl ServeArgs {
         })
     }
 
-    /// The JetStream store's config, when `--nats-url` is given. What the JetStream store does not
-    /// offer yet is refused here rather than at the first request.
+    /// The JetStream store's config, when `--nats-url` is given.
     fn nats(&self) -> Result<Option<NatsConfig>, ConfigError> {
-        if let (false, Some(every)) = (self.nats.nats_url.is_empty(), self.reconcile_every) {
-            return Err(ConfigError::bad(
-                "reconcile-every",
-                &humantime::format_duration(every).to_string(),
-                "reconciliation needs the embedded log; it is not available with --nats-url yet",
-            ));
-        }
         let retention = Policy {
             max_age: self.retention_max_age,
             max_bytes: self.retention_max_bytes,

@@ -299,7 +299,8 @@ async fn keep(
     }
 }
 
-async fn create_or_open(
+/// Opens the key-value bucket of `config`, creating it if needed.
+pub(super) async fn create_or_open(
     context: &jetstream::Context,
     config: kv::Config,
 ) -> Result<kv::Store, OpenError> {

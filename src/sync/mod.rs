@@ -43,11 +43,6 @@ pub enum SyncError {
     /// A pass of the other kind is running.
     #[error("a {0} pass is running; wait for it to end")]
     Busy(&'static str),
-    /// Reconciliation on a JetStream stream.
-    #[error(
-        "reconciliation needs the embedded log; on JetStream only backfill runs (it appends what is newer, and deletes nothing)"
-    )]
-    NotOnJetStream,
 }
 
 /// Starts passes and tracks the one running.
@@ -100,12 +95,8 @@ impl Syncer {
     /// Starts a pass of `mode`, or returns the progress of the one of that mode already running.
     ///
     /// # Errors
-    /// [`SyncError`] without a secret key, while a pass of the other mode runs, or for
-    /// reconciliation on JetStream.
+    /// [`SyncError`] without a secret key, or while a pass of the other mode runs.
     pub fn start(&self, mode: Mode) -> Result<watch::Receiver<SyncProgress>, SyncError> {
-        if mode == Mode::Reconciliation && self.inner.target.embedded().is_none() {
-            return Err(SyncError::NotOnJetStream);
-        }
         let mut current = self.current();
         if let Some((running, progress)) = current.as_ref()
             && progress.borrow().state() == SyncState::Running
@@ -131,7 +122,7 @@ impl Syncer {
             Ok(saved) => saved,
             // The servers may still be electing leaders: not a reason to stay down. The pass stays
             // saved for the next bridge to start (or a new pass).
-            Err(error) if self.inner.target.embedded().is_none() => {
+            Err(error) if matches!(self.inner.target, Target::JetStream(_)) => {
                 tracing::warn!(%error, "Could not look for an unfinished pass on JetStream");
                 return Ok(());
             }

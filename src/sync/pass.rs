@@ -105,6 +105,9 @@ pub(super) enum PassError {
     /// The log could not be read.
     #[error("the log could not be read: {0}")]
     Read(#[from] rusqlite::Error),
+    /// The JetStream state could not be read.
+    #[error("the JetStream state could not be read: {0}")]
+    State(String),
     /// The bridge is shutting down; the pass resumes at the next start.
     #[error("interrupted by shutdown; the pass resumes when the bridge starts again")]
     Interrupted,
@@ -422,9 +425,7 @@ impl Pass {
     /// Fails when `kind` has more deletion candidates than the safety bound.
     async fn check_bound(&self, kind: Kind) -> Result<(), PassError> {
         let (through, prefix) = (self.saved.through, type_prefix(kind));
-        let (live, candidates) = self
-            .read(move |reader| reader.live_and_unseen(prefix, through))
-            .await?;
+        let (live, candidates) = self.target.live_and_unseen(prefix, through).await?;
         let bound = MAX_DELETE_FLOOR.max((live as f64 * MAX_DELETE_SHARE) as u64);
         if candidates > bound {
             return Err(PassError::Unsafe {
@@ -441,11 +442,9 @@ impl Pass {
         let (through, prefix) = (self.saved.through, type_prefix(kind));
         let mut after = String::new();
         loop {
-            let from = after.clone();
             let batch = self
-                .read(move |reader| {
-                    reader.unseen_live_objects(prefix, through, &from, CANDIDATE_BATCH)
-                })
+                .target
+                .unseen_live_objects(prefix, through, after.clone(), CANDIDATE_BATCH)
                 .await?;
             let Some(last) = batch.last() else {
                 return Ok(());
@@ -504,21 +503,5 @@ impl Pass {
             self.saved
                 .progress(SyncState::Running, String::new(), elapsed),
         );
-    }
-
-    /// Runs `read` on a reader of the log, off the async workers.
-    async fn read<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&crate::log::LogReader) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, PassError> {
-        let log = self
-            .target
-            .embedded()
-            .cloned()
-            .ok_or(PassError::Read(rusqlite::Error::InvalidQuery))?;
-        tokio::task::spawn_blocking(move || read(&log.reader()?))
-            .await
-            .map_err(|_| PassError::Read(rusqlite::Error::InvalidQuery))?
-            .map_err(PassError::Read)
     }
 }

@@ -1,13 +1,14 @@
-//! Where a pass stores what it finds: the embedded log, where both passes run, or a JetStream
-//! stream, where backfill runs (its appends checked against the shared state, see
-//! `crate::jetstream`) and reconciliation does not yet (it needs the set of objects a pass saw,
-//! which only the embedded log keeps).
+//! Where a pass stores what it finds and reads what reconciliation suspects gone: the embedded
+//! log, in its transactions; or a JetStream stream shared by every bridge, with appends checked
+//! against the shared state and the objects a pass saw in a bucket of their own (see
+//! `crate::jetstream`).
 
 use std::sync::Arc;
 
+use super::pass::PassError;
 use crate::{
     jetstream::{JetStreamLog, SharedLease},
-    log::{Appended, Log, NewRecord, PassUpdate, WriteError},
+    log::{Appended, Log, LogReader, NewRecord, PassUpdate, StoredObject, WriteError},
     store::Store,
 };
 
@@ -44,11 +45,45 @@ impl Target {
         }
     }
 
-    /// The embedded log, which reconciliation needs.
-    pub(super) fn embedded(&self) -> Option<&Arc<Log>> {
+    /// How many objects of `kind` the state holds as live, and how many of those the pass has not
+    /// seen with their latest event at most `through`.
+    pub(super) async fn live_and_unseen(
+        &self,
+        kind: &'static str,
+        through: u64,
+    ) -> Result<(u64, u64), PassError> {
         match self {
-            Target::Embedded(log) => Some(log),
-            Target::JetStream(_) => None,
+            Target::Embedded(log) => {
+                read(log, move |reader| reader.live_and_unseen(kind, through)).await
+            }
+            Target::JetStream(stream) => stream
+                .live_and_unseen(kind, through)
+                .await
+                .map_err(|e| PassError::State(e.to_string())),
+        }
+    }
+
+    /// Live objects of `kind` with ids after `after_id`, in id order, whose latest event is at
+    /// most `through` and that the pass has not seen: `limit` of them from the embedded log, all of
+    /// them from JetStream (whose reads go over every object of the kind).
+    pub(super) async fn unseen_live_objects(
+        &self,
+        kind: &'static str,
+        through: u64,
+        after_id: String,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, PassError> {
+        match self {
+            Target::Embedded(log) => {
+                read(log, move |reader| {
+                    reader.unseen_live_objects(kind, through, &after_id, limit)
+                })
+                .await
+            }
+            Target::JetStream(stream) => stream
+                .unseen_live_objects(kind, through, &after_id)
+                .await
+                .map_err(|e| PassError::State(e.to_string())),
         }
     }
 
@@ -78,12 +113,15 @@ impl Target {
             .ok_or_else(|| WriteError::Remote("an append answered nothing".into()))
     }
 
-    /// Saves where the pass stands (see [`PassUpdate`]); on JetStream, without the ids it saw,
-    /// which only reconciliation needs.
+    /// Saves where the pass stands (see [`PassUpdate`]). On JetStream the objects it saw first,
+    /// so that a saved pass never lacks those of the pages it counts as done.
     pub(super) async fn save(&self, update: PassUpdate) -> Result<(), WriteError> {
         match self {
             Target::Embedded(log) => log.save_pass(update).await,
-            Target::JetStream(stream) => stream.save_pass(update.state).await,
+            Target::JetStream(stream) => {
+                stream.save_seen(update.fresh, &update.seen).await?;
+                stream.save_pass(update.state).await
+            }
         }
     }
 
@@ -112,4 +150,16 @@ impl Target {
             Target::JetStream(stream) => Ok(stream.lease_pass().await?.map(Some)),
         }
     }
+}
+
+/// Runs `read` on a reader of `log`, off the async workers.
+async fn read<T: Send + 'static>(
+    log: &Arc<Log>,
+    read: impl FnOnce(&LogReader) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, PassError> {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || read(&log.reader()?))
+        .await
+        .map_err(|_| PassError::Read(rusqlite::Error::InvalidQuery))?
+        .map_err(PassError::Read)
 }

@@ -27,9 +27,9 @@ use crate::{
 /// Requests per second the in-process bridges may send the fake: fast, still paced.
 const TEST_RATE: f64 = 400.0;
 
-/// A bridge on the embedded log whose passes read `fake` (reconciliation needs that log).
+/// A bridge on the store under test whose passes read `fake`.
 async fn bridge_for(fake: &FakeClerk) -> TestBridge {
-    TestBridge::start_embedded_with(reading(fake, TEST_RATE)).await
+    TestBridge::start_with(reading(fake, TEST_RATE)).await
 }
 
 /// The config change that points a bridge's passes at `fake`, at `rate` requests per second.
@@ -103,8 +103,7 @@ fn versions(objects: &BTreeMap<String, Event>) -> BTreeMap<String, i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_loads_every_object_once_within_its_budget_and_a_rerun_appends_nothing() {
     let fake = FakeClerk::start(Store::generate(10_000, 2_000, 20_000)).await;
-    // On the store under test: backfill runs on both.
-    let bridge = TestBridge::start_with(reading(&fake, TEST_RATE)).await;
+    let bridge = bridge_for(&fake).await;
 
     let done = run_pass(&bridge, false).await;
     assert_eq!(done.state(), SyncState::Completed, "{done:?}");
@@ -145,6 +144,7 @@ async fn a_backfill_loads_every_object_once_within_its_budget_and_a_rerun_append
 /// Backfill on JetStream, with webhooks newer than Clerk's listing arriving through another bridge
 /// before and during the pass: one pass runs across the bridges at a time, objects a webhook
 /// changed are left as they are, and no backfilled event follows a newer event of its object.
+/// Then a reconciliation pass finds the user Clerk deleted without a webhook.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_on_jetstream_never_overtakes_a_newer_webhook() {
     let fake = FakeClerk::start(Store::generate(600, 10, 10)).await;
@@ -178,7 +178,7 @@ async fn a_backfill_on_jetstream_never_overtakes_a_newer_webhook() {
             .post_new(&format!("msg_during_{i}"), &changed_since(&row.json))
             .await;
     }
-    let (done, _first) = within("the pass", pass).await.unwrap();
+    let (done, first) = within("the pass", pass).await.unwrap();
     assert_eq!(done.state(), SyncState::Completed, "{done:?}");
     assert!(done.unchanged >= 10, "{done:?}");
 
@@ -204,14 +204,15 @@ async fn a_backfill_on_jetstream_never_overtakes_a_newer_webhook() {
     assert_eq!(versions(&live_objects(&second).await), newest);
     assert_eq!(newest.len(), 620);
 
-    let mut client = SyncServiceClient::new(second.channel().await);
-    let refused = client.reconcile(ReconcileRequest {}).await.unwrap_err();
-    assert_eq!(
-        refused.code(),
-        tonic::Code::FailedPrecondition,
-        "{refused:?}"
-    );
-    assert!(refused.message().contains("embedded log"), "{refused:?}");
+    // Clerk deletes a user without a webhook; reconciliation through the first bridge finds it.
+    let gone = users[500].id.clone();
+    fake.with_store(|store| store.delete(Kind::User, &gone));
+    let reconciled = run_pass(&first, true).await;
+    assert_eq!(reconciled.state(), SyncState::Completed, "{reconciled:?}");
+    assert_eq!(reconciled.deleted, 1, "{reconciled:?}");
+    let live = live_objects(&second).await;
+    assert!(!live.contains_key(&gone));
+    assert_eq!(live.len(), 619);
 }
 
 /// A `user.updated` webhook for the user Clerk lists as `json`, changed a second later.
@@ -512,7 +513,7 @@ async fn the_safety_bound_stops_a_mass_deletion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_secret_key_a_pass_is_refused_with_the_reason() {
-    let bridge = TestBridge::start_embedded_with(|_| {}).await;
+    let bridge = TestBridge::start_with(|_| {}).await;
     let grpc = bridge.grpc.to_string();
     let output = within(
         "clerk-bridge reconcile",

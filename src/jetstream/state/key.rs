@@ -20,6 +20,16 @@ pub(super) fn object(kind: &str, id: &str) -> String {
     format!("{OBJECT_PREFIX}{}.{}", encode(kind), encode(id))
 }
 
+/// The key of the object (`kind`, `id`) in the bucket of objects a pass saw.
+pub(super) fn seen(kind: &str, id: &str) -> String {
+    format!("s.{}.{}", encode(kind), encode(id))
+}
+
+/// The pattern of every object key of `kind`.
+pub(super) fn objects_of(kind: &str) -> String {
+    format!("{OBJECT_PREFIX}{}.>", encode(kind))
+}
+
 /// The (kind, id) an object key names; `None` for any other key.
 pub(super) fn parse_object(key: &str) -> Option<(String, String)> {
     let (kind, id) = key.strip_prefix(OBJECT_PREFIX)?.split_once('.')?;

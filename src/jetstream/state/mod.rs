@@ -42,8 +42,10 @@
 mod builder;
 mod key;
 mod passes;
+mod seen;
 mod snapshot;
 mod value;
+mod values;
 
 use async_nats::jetstream::{
     self,
@@ -57,11 +59,14 @@ pub(super) use builder::{Source, build};
 pub use snapshot::StateSnapshot;
 use value::Meta;
 
-use super::{ConsumerBucket, OpenError, ReadError, connect::MIN_MAX_PAYLOAD};
+use super::{ConsumerBucket, OpenError, ReadError, connect::MIN_MAX_PAYLOAD, consumers};
 
 /// The lease of the builder, in the leases bucket (consumer names have no dots, so no consumer
 /// can take it).
 const BUILDER_LEASE: &str = "state.builder";
+/// How long a seen object is remembered: longer than any pass, so that an abandoned pass's
+/// bookkeeping does not stay for good.
+const SEEN_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 /// The prefix of snapshot holds in the leases bucket.
 const HOLD_PREFIX: &str = "state.hold.";
 
@@ -70,6 +75,8 @@ const HOLD_PREFIX: &str = "state.hold.";
 pub(super) struct StateBucket {
     /// The bucket (and its stream, which snapshots read with a consumer).
     store: kv::Store,
+    /// The objects the running reconciliation pass saw in Clerk (see the `seen` module).
+    seen: kv::Store,
     /// The leases bucket: the builder's lease and snapshot holds.
     leases: ConsumerBucket,
     /// This bridge's name in leases.
@@ -86,25 +93,36 @@ impl StateBucket {
         replicas: usize,
         (leases, holder): (ConsumerBucket, String),
     ) -> Result<Self, OpenError> {
-        let name = format!("{stream}_STATE");
-        let config = kv::Config {
-            bucket: name.clone(),
-            description: "Latest event of every object, by clerk-bridge".to_owned(),
-            history: 1,
-            max_value_size: i32::try_from(MIN_MAX_PAYLOAD).unwrap_or(i32::MAX),
-            storage: StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        };
-        let store = match context.get_key_value(&name).await {
-            Ok(store) => store,
-            Err(_) => context
-                .create_key_value(config)
-                .await
-                .map_err(|e| OpenError::Stream(format!("key-value bucket {name}: {e}")))?,
-        };
+        let store = consumers::create_or_open(
+            context,
+            kv::Config {
+                bucket: format!("{stream}_STATE"),
+                description: "Latest event of every object, by clerk-bridge".to_owned(),
+                history: 1,
+                max_value_size: i32::try_from(MIN_MAX_PAYLOAD).unwrap_or(i32::MAX),
+                storage: StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let seen = consumers::create_or_open(
+            context,
+            kv::Config {
+                bucket: format!("{stream}_SEEN"),
+                description: "Objects a reconciliation pass saw in Clerk, by clerk-bridge"
+                    .to_owned(),
+                history: 1,
+                max_age: SEEN_MAX_AGE,
+                storage: StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(StateBucket {
             store,
+            seen,
             leases,
             holder,
         })
@@ -178,4 +196,8 @@ impl StateBucket {
 
 fn remote(error: impl std::fmt::Display) -> ReadError {
     ReadError::Remote(error.to_string())
+}
+
+fn unavailable(error: impl std::fmt::Display) -> crate::log::WriteError {
+    crate::log::WriteError::Remote(error.to_string().into())
 }

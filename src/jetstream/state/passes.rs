@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_nats::jetstream::{context::PublishErrorKind, kv::Operation};
 use bytes::Bytes;
 
-use super::{StateBucket, key, remote, value::ObjectValue};
+use super::{StateBucket, key, remote, unavailable, value::ObjectValue};
 use crate::{
     jetstream::{Expect, JetStreamLog, ReadError, SharedLease, appended, headers},
     log::{Appended, NewRecord, WriteError},
@@ -205,8 +205,4 @@ fn refused_for_order(kind: PublishErrorKind) -> bool {
         kind,
         PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId
     )
-}
-
-fn unavailable(error: impl std::fmt::Display) -> WriteError {
-    WriteError::Remote(error.to_string().into())
 }

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-use futures_util::StreamExt;
-
-use super::{HOLD_PREFIX, StateBucket, key, remote, value::ObjectValue};
+use super::{
+    HOLD_PREFIX, StateBucket, key, remote,
+    values::{BATCH_BYTES, LatestValues},
+};
 use crate::{
     jetstream::{LEASE_TTL, ReadError, SharedLease},
     log::StoredObject,
@@ -22,28 +22,17 @@ const CATCH_UP_PATIENCE: Duration = Duration::from_secs(3);
 const PAUSE_PATIENCE: Duration = Duration::from_secs(LEASE_TTL.as_secs() + 10);
 /// Pause between two looks at the builder's progress.
 const POLL: Duration = Duration::from_millis(50);
-/// Most object values per batch.
+/// Most object values per batch sent to the client.
 const BATCH: usize = 128;
-/// Most bytes of events per batch (with the stream's own bound, a stalled snapshot holds about
-/// twice this).
-const BATCH_BYTES: usize = 128 * 1024;
-/// How long one value may take to arrive.
-const VALUE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the servers keep the snapshot's consumer once nobody pulls from it (a stalled client).
-const CONSUMER_IDLE: Duration = Duration::from_secs(600);
 
 /// A snapshot being read; the builder stays paused until it is dropped.
 pub struct StateSnapshot {
     /// The sequence the snapshot is consistent at.
     sequence: u64,
-    /// Object values still to come.
-    remaining: u64,
     /// Also return tombstones.
     include_tombstones: bool,
-    /// The bucket's subject prefix, `$KV.<bucket>.`.
-    prefix: String,
     /// The values, last per key.
-    values: pull::Stream,
+    values: LatestValues,
     /// Keeps the builder paused.
     _hold: SharedLease,
 }
@@ -54,7 +43,7 @@ impl std::fmt::Debug for StateSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateSnapshot")
             .field("sequence", &self.sequence)
-            .field("remaining", &self.remaining)
+            .field("remaining", &self.values.remaining())
             .finish_non_exhaustive()
     }
 }
@@ -84,38 +73,15 @@ impl StateSnapshot {
                 "no state builder paused for the snapshot".into(),
             ));
         };
-        let consumer = bucket
-            .store
-            .stream
-            .create_consumer(pull::Config {
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                filter_subject: format!("{}{}", bucket.store.prefix, key::OBJECTS_FILTER),
-                ack_policy: AckPolicy::None,
-                inactive_threshold: CONSUMER_IDLE,
-                memory_storage: true,
-                num_replicas: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(remote)?;
-        let remaining = consumer.cached_info().num_pending;
-        let values = consumer
-            .stream()
-            .max_messages_per_batch(BATCH)
-            .max_bytes_per_batch(BATCH_BYTES)
-            .messages()
-            .await
-            .map_err(remote)?;
+        let values = LatestValues::open(bucket, key::OBJECTS_FILTER).await?;
         tracing::debug!(
             sequence = meta.applied,
-            objects = remaining,
+            objects = values.remaining(),
             "State snapshot started"
         );
         Ok(StateSnapshot {
             sequence: meta.applied,
-            remaining,
             include_tombstones,
-            prefix: bucket.store.prefix.clone(),
             values,
             _hold: hold,
         })
@@ -133,22 +99,10 @@ impl StateSnapshot {
     pub async fn next_batch(&mut self) -> Result<Vec<StoredObject>, ReadError> {
         let mut batch = Vec::new();
         let mut bytes = 0;
-        while self.remaining > 0 && batch.len() < BATCH && bytes < BATCH_BYTES {
-            let message = tokio::time::timeout(VALUE_TIMEOUT, self.values.next())
-                .await
-                .map_err(|_| ReadError::Remote("state value timed out".into()))?
-                .ok_or_else(|| ReadError::Remote("state consumer ended".into()))?
-                .map_err(remote)?;
-            self.remaining -= 1;
-            let parsed = message
-                .subject
-                .strip_prefix(self.prefix.as_str())
-                .and_then(key::parse_object);
-            let Some((kind, id)) = parsed else { continue };
-            if message.payload.is_empty() {
-                continue; // a KV delete or purge marker: the builder writes none
-            }
-            let value = ObjectValue::decode(&message.payload).map_err(remote)?;
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
+            let Some((kind, id, value)) = self.values.next().await? else {
+                break;
+            };
             if value.sequence > self.sequence {
                 return Err(ReadError::Remote(format!(
                     "state changed during the snapshot at {} (a value of {})",
