@@ -55,7 +55,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
 pub struct EventStreamService {
     /// Where streams read from.
     store: Store,
-    /// Named consumers: positions and one-stream leases (`None`: the store has none yet).
+    /// Named consumers: positions and one-stream leases (`None`: a service without them).
     consumers: Option<Arc<Consumers>>,
     /// Cancelled at shutdown: every stream then ends with UNAVAILABLE.
     shutdown: CancellationToken,
@@ -196,13 +196,11 @@ impl EventStreamService {
         })
     }
 
-    /// The named consumers, or FAILED_PRECONDITION on a store that has none yet.
+    /// The named consumers, or FAILED_PRECONDITION for a service built without them.
     fn consumers(&self) -> Result<&Arc<Consumers>, Status> {
-        self.consumers.as_ref().ok_or_else(|| {
-            Status::failed_precondition(
-                "named consumers need the embedded log; on JetStream they are not available yet",
-            )
-        })
+        self.consumers
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("this server has no named consumers"))
     }
 
     fn consumer_info(&self, summary: ConsumerSummary) -> ConsumerInfo {
