@@ -1,11 +1,15 @@
 //! The JetStream store (`--nats-url`) against real nats-server processes: webhooks stored once
 //! per `svix-id` across bridges, sequences that are the stream's, subscriptions that read the
-//! shared stream from any bridge, snapshots of the shared state, stateless restarts, and what is not
-//! available on it yet.
+//! shared stream from any bridge, snapshots of the shared state, stateless restarts, and
+//! backfill's conditional appends.
 
-use clerk_bridge::proto::{
-    CommitRequest, ListConsumersRequest, ResetConsumerRequest, StartPosition, SubscribeRequest,
-    event_stream_client::EventStreamClient,
+use clerk_bridge::{
+    jetstream::JetStreamLog,
+    log::{Appended, NewRecord},
+    proto::{
+        CommitRequest, Event, ListConsumersRequest, ResetConsumerRequest, StartPosition,
+        SubscribeRequest, event_stream_client::EventStreamClient,
+    },
 };
 use tonic::Code;
 
@@ -13,7 +17,7 @@ use crate::{
     nats::NatsServer,
     process::clerk_bridge,
     snapshot,
-    support::{TestBridge, event_body, eventually, sequences},
+    support::{TestBridge, event_body, eventually, nats_config, sequences, within},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,4 +276,82 @@ async fn copy(data_dir: &std::path::Path, url: &str) -> (Option<i32>, Vec<String
     let mut command = clerk_bridge(&[], ["copy-to-jetstream", "--nats-url", url, "--data-dir"]);
     command.arg(data_dir);
     crate::binary::run_to_exit(command).await
+}
+
+/// Backfill's conditional appends racing a flood of newer webhooks from another connection: every
+/// record gets an outcome, and no backfilled event follows a newer event of its object in the
+/// stream (a webhook stored between the state lookups and the publishes breaks the chain of
+/// expected last sequence and message ids there, and the rest is looked up again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_appends_racing_webhooks_never_overtake_them() {
+    const OBJECTS: u64 = 300;
+    let nats = NatsServer::start();
+    let config = nats_config(&[&nats.url], 1);
+    let webhooks = std::sync::Arc::new(JetStreamLog::open(&config).await.unwrap());
+    let backfill = JetStreamLog::open(&config).await.unwrap();
+    let flood = tokio::spawn({
+        let webhooks = webhooks.clone();
+        async move {
+            for i in 0..2 * OBJECTS {
+                let record = user_record(&format!("msg_{i}"), i % OBJECTS, 2_000 + i, false);
+                webhooks.append(record).await.unwrap();
+            }
+        }
+    });
+    let mut outcomes = Vec::new();
+    for first in (0..OBJECTS).step_by(50) {
+        let page = (first..first + 50)
+            .map(|i| user_record(&format!("bapi_{i}"), i, 1_500, true))
+            .collect();
+        outcomes.extend(
+            within("a page", backfill.append_if_newer(page))
+                .await
+                .unwrap(),
+        );
+    }
+    within("the flood", flood).await.unwrap();
+    assert_eq!(outcomes.len() as u64, OBJECTS);
+
+    let mut newest = std::collections::HashMap::new();
+    let (mut after, mut backfilled) = (0, 0);
+    loop {
+        let batch = backfill.read_after(after, 256, 1 << 20).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        after = last.sequence;
+        for stored in &batch {
+            let event = clerk_bridge::record::decode(stored).unwrap();
+            let seen = newest.entry(event.object_id.clone()).or_insert(0);
+            if event.event_id.starts_with("bapi_") {
+                backfilled += 1;
+                assert!(
+                    event.object_version > *seen,
+                    "{} backfilled at {} after version {seen}",
+                    event.object_id,
+                    stored.sequence
+                );
+            }
+            *seen = (*seen).max(event.object_version);
+        }
+    }
+    let stored = outcomes
+        .iter()
+        .filter(|o| matches!(o, Appended::Stored(_)))
+        .count();
+    assert_eq!(backfilled, stored);
+    assert_eq!(after, 2 * OBJECTS + stored as u64);
+}
+
+/// The record of a `user.updated` event about `user_<user>` at `version`; a backfill's record is
+/// stored only if newer than the state.
+fn user_record(event_id: &str, user: u64, version: u64, backfill: bool) -> NewRecord {
+    let event = Event {
+        event_id: event_id.to_owned(),
+        r#type: "user.updated".to_owned(),
+        object_id: format!("user_{user}"),
+        object_version: version,
+        ..Default::default()
+    };
+    let mut record = clerk_bridge::record::new_record(&event, 0);
+    record.only_if_newer = backfill;
+    record
 }

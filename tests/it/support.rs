@@ -688,7 +688,7 @@ pub(crate) fn store_under_test() -> StoreUnderTest {
 }
 
 /// The JetStream config of a test bridge on the servers at `urls`.
-fn nats_config(urls: &[&str], replicas: usize) -> NatsConfig {
+pub(crate) fn nats_config(urls: &[&str], replicas: usize) -> NatsConfig {
     NatsConfig {
         urls: urls.iter().map(|url| url.parse().unwrap()).collect(),
         stream: "CLERK_EVENTS".to_owned(),
