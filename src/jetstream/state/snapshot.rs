@@ -92,7 +92,7 @@ impl StateSnapshot {
         self.sequence
     }
 
-    /// The next objects (at most about [`BATCH_BYTES`] of events); empty once all were read.
+    /// The next objects (at most about 128 KiB of events); empty once all were read.
     ///
     /// # Errors
     /// [`ReadError`] when a value cannot be read, or is past the snapshot's sequence.
