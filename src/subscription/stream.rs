@@ -516,9 +516,9 @@ async fn lease_lost(lost: Option<&CancellationToken>) {
 /// Ends a JetStream snapshot that could not be read: UNAVAILABLE, since another try may succeed.
 fn snapshot_failed(error: jetstream::ReadError) -> Stop {
     tracing::warn!(%error, "State snapshot failed; ending the stream");
-    Stop::Failed(Status::unavailable(
-        "the snapshot could not be read from JetStream; subscribe again",
-    ))
+    Stop::Failed(Status::unavailable(format!(
+        "the snapshot could not be read from JetStream ({error}); subscribe again"
+    )))
 }
 
 fn message(message: Content) -> SubscribeResponse {

@@ -28,6 +28,7 @@ pub use target::{SavedPassError, Target};
 
 use crate::{
     clerk_api::Client,
+    clock::now_ms,
     proto::{SyncProgress, SyncState},
     telemetry::metrics::Metrics,
 };
@@ -156,6 +157,10 @@ impl Syncer {
                 _ = ticks.tick() => {}
                 () = self.inner.shutdown.cancelled() => return,
             }
+            if self.reconciled_within(interval).await {
+                tracing::info!("Scheduled reconciliation skipped: another bridge ran one lately");
+                continue;
+            }
             match self.start(Mode::Reconciliation) {
                 Ok(mut progress) => {
                     // Wait for this pass to end before the next turn.
@@ -168,6 +173,17 @@ impl Syncer {
                 Err(error) => tracing::info!(%error, "Scheduled reconciliation skipped"),
             }
         }
+    }
+
+    /// Whether a reconciliation pass that began less than about `interval` ago has completed, on
+    /// any bridge sharing the store. A tenth of the interval is left for the timers' drift, so
+    /// that a bridge's own last pass, begun one tick ago, never makes it skip its turn.
+    async fn reconciled_within(&self, interval: Duration) -> bool {
+        let Some(began_ms) = self.inner.target.reconciled_at().await else {
+            return false;
+        };
+        let since = u128::try_from(now_ms().saturating_sub(began_ms)).unwrap_or(0);
+        since < interval.as_millis() * 9 / 10
     }
 
     /// Spawns a pass from `saved` and returns its progress.

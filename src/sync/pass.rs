@@ -243,6 +243,15 @@ impl Pass {
             }
             Err(e) => (SyncState::Failed, e.to_string(), "failed"),
         };
+        if result == "completed"
+            && self.saved.mode == Mode::Reconciliation
+            && let Err(error) = self
+                .target
+                .record_reconciled(self.saved.started_at_ms)
+                .await
+        {
+            tracing::warn!(%error, "Could not record this reconciliation for the schedules");
+        }
         // A pass that ended for good forgets its bookkeeping; an interrupted one keeps it to
         // resume, and one that never ran here leaves that of the bridge running it.
         if result != "interrupted"

@@ -142,6 +142,30 @@ impl Target {
         }
     }
 
+    /// When the last reconciliation pass that completed began (unix ms), on any bridge sharing
+    /// the store (JetStream); `None` on the embedded log, whose one bridge keeps its own schedule.
+    pub(super) async fn reconciled_at(&self) -> Option<i64> {
+        match self {
+            Target::Embedded(_) => None,
+            Target::JetStream(stream) => match stream.reconciled_at().await {
+                Ok(at) => at,
+                Err(error) => {
+                    tracing::warn!(%error, "Could not read when the last reconciliation ended");
+                    None
+                }
+            },
+        }
+    }
+
+    /// Records that a reconciliation pass begun at `began_ms` completed, for the schedules of
+    /// every bridge.
+    pub(super) async fn record_reconciled(&self, began_ms: i64) -> Result<(), WriteError> {
+        match self {
+            Target::Embedded(_) => Ok(()),
+            Target::JetStream(stream) => stream.record_reconciled(began_ms).await,
+        }
+    }
+
     /// The right to run the one pass of all bridges: `Some(None)` on the embedded log (one bridge
     /// owns it), `Some(lease)` on JetStream, `None` while another bridge runs a pass.
     pub(super) async fn claim(&self) -> Result<Option<Option<SharedLease>>, WriteError> {

@@ -8,8 +8,10 @@
 
 /// The builder's applied position and pause acknowledgements (see the `value` module).
 pub(super) const META: &str = "meta";
-/// Where a backfill pass stands (see the `passes` module).
+/// Where a backfill or reconciliation pass stands (see the `passes` module).
 pub(super) const PASS: &str = "pass";
+/// When the last completed reconciliation pass began (see the `passes` module).
+pub(super) const RECONCILED: &str = "reconciled";
 /// The prefix of object keys, before the kind.
 const OBJECT_PREFIX: &str = "o.";
 /// The subject filter, under the bucket's `$KV.<bucket>.`, of every object key.

@@ -1,11 +1,16 @@
-//! Backfill on JetStream: appends that must never undo a newer event, and where a pass stands.
+//! Backfill and reconciliation on JetStream: appends that must never undo a newer event, and
+//! where a pass stands.
 //!
 //! The embedded log checks a backfilled object against the state and appends it in one
-//! transaction. JetStream has no such transaction, so each record is checked against the state once
-//! the builder has applied the stream's head, and published with that head as the expected last
-//! sequence (`Nats-Expected-Last-Sequence`): if a webhook was stored in between, the servers refuse
-//! the publish and the check runs again on a state that holds the webhook. Backfilled objects thus
-//! never overtake a newer event, without a lock.
+//! transaction. JetStream has no such transaction, so a page of records is checked against the
+//! state once the builder has applied the stream's head, and those that win are published as a
+//! chain: the first only if the stream's last sequence is still that head
+//! (`Nats-Expected-Last-Sequence`), each next one only if the stream's last event is the one
+//! before it (`Nats-Expected-Last-Msg-Id`). If a webhook was stored in between, the servers refuse
+//! the chain from there on, and the rest is checked again on a state that holds the webhook. (A
+//! chain of expected sequences would not do: after a refused link, the next one's expected
+//! sequence may be the webhook's.) Backfilled objects thus never overtake a newer event, without
+//! a lock.
 //!
 //! One pass runs at a time across bridges, on the bridge holding the lease `sync.pass`; where it
 //! stands is saved under the key `pass` of the state bucket.
@@ -33,7 +38,7 @@ const POLL: Duration = Duration::from_millis(20);
 enum Published {
     /// Stored or found a duplicate.
     Done(Appended),
-    /// The stream's last sequence was no longer the expected one.
+    /// The stream did not hold the expected last event: another was stored in between.
     HeadMoved,
 }
 
@@ -129,10 +134,7 @@ impl JetStreamLog {
     /// # Errors
     /// [`ReadError`] when the state bucket cannot be read.
     pub async fn saved_pass(&self) -> Result<Option<String>, ReadError> {
-        let entry = self.state.store.entry(key::PASS).await.map_err(remote)?;
-        Ok(entry
-            .filter(|e| e.operation == Operation::Put)
-            .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+        self.state.text(key::PASS).await
     }
 
     /// Saves where the pass stands, or forgets it (`None`).
@@ -140,15 +142,27 @@ impl JetStreamLog {
     /// # Errors
     /// [`WriteError`] when the state bucket cannot be written.
     pub async fn save_pass(&self, state: Option<String>) -> Result<(), WriteError> {
-        let store = &self.state.store;
-        match state {
-            Some(json) => store
-                .put(key::PASS, Bytes::from(json))
-                .await
-                .map(drop)
-                .map_err(unavailable),
-            None => store.delete(key::PASS).await.map_err(unavailable),
-        }
+        self.state.set_text(key::PASS, state).await
+    }
+
+    /// When the last reconciliation pass of any bridge that completed began (unix ms): each
+    /// bridge's schedule skips a turn that comes sooner than its interval after it.
+    ///
+    /// # Errors
+    /// [`ReadError`] when the state bucket cannot be read.
+    pub async fn reconciled_at(&self) -> Result<Option<i64>, ReadError> {
+        let text = self.state.text(key::RECONCILED).await?;
+        Ok(text.and_then(|text| text.parse().ok()))
+    }
+
+    /// Records that a reconciliation pass begun at `began_ms` (unix ms) completed.
+    ///
+    /// # Errors
+    /// [`WriteError`] when the state bucket cannot be written.
+    pub async fn record_reconciled(&self, began_ms: i64) -> Result<(), WriteError> {
+        self.state
+            .set_text(key::RECONCILED, Some(began_ms.to_string()))
+            .await
     }
 
     /// The stream's last sequence, asked of the servers now.
@@ -165,6 +179,27 @@ impl JetStreamLog {
 // === impl StateBucket ===
 
 impl StateBucket {
+    /// The text under `key`, if any.
+    async fn text(&self, key: &str) -> Result<Option<String>, ReadError> {
+        let entry = self.store.entry(key).await.map_err(remote)?;
+        Ok(entry
+            .filter(|e| e.operation == Operation::Put)
+            .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+    }
+
+    /// Writes `text` under `key`, or deletes the key (`None`).
+    async fn set_text(&self, key: &str, text: Option<String>) -> Result<(), WriteError> {
+        match text {
+            Some(text) => self
+                .store
+                .put(key, Bytes::from(text))
+                .await
+                .map(drop)
+                .map_err(unavailable),
+            None => self.store.delete(key).await.map_err(unavailable),
+        }
+    }
+
     /// Waits for the builder to apply `head`.
     async fn wait_for_head(&self, head: u64) -> Result<(), WriteError> {
         let deadline = tokio::time::Instant::now() + STATE_PATIENCE;

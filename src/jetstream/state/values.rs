@@ -14,7 +14,11 @@ const BATCH: usize = 128;
 /// Most bytes per batch the servers send.
 pub(super) const BATCH_BYTES: usize = 128 * 1024;
 /// How long one value may take to arrive.
-const VALUE_TIMEOUT: Duration = Duration::from_secs(10);
+const VALUE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a pull request for values lasts: the client asks again after it at the latest. With
+/// the default 30 s, a pull whose values the client stopped counting (seen under load: a stall
+/// with 22,550 of 32,000 values still to come) held the reader for all of it.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// How long the servers keep the consumer once nobody pulls from it (a stalled reader).
 const CONSUMER_IDLE: Duration = Duration::from_secs(600);
 
@@ -52,6 +56,7 @@ impl LatestValues {
             .stream()
             .max_messages_per_batch(BATCH)
             .max_bytes_per_batch(BATCH_BYTES)
+            .expires(PULL_EXPIRES)
             .messages()
             .await
             .map_err(remote)?;
@@ -74,7 +79,12 @@ impl LatestValues {
         while self.remaining > 0 {
             let message = tokio::time::timeout(VALUE_TIMEOUT, self.messages.next())
                 .await
-                .map_err(|_| ReadError::Remote("state value timed out".into()))?
+                .map_err(|_| {
+                    ReadError::Remote(format!(
+                        "state value timed out ({} still to come)",
+                        self.remaining
+                    ))
+                })?
                 .ok_or_else(|| ReadError::Remote("state consumer ended".into()))?
                 .map_err(remote)?;
             self.remaining -= 1;
