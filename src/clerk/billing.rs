@@ -24,7 +24,7 @@ use crate::proto::{
 };
 
 /// The typed change of a `subscription.{action}` event, or `None` for an unknown action.
-pub(super) fn subscription_event(action: &str, data: &Object) -> Option<SubscriptionEvent> {
+pub(super) fn subscription_event(action: &str, data: &Object<'_>) -> Option<SubscriptionEvent> {
     use subscription_event::Change;
     let change: fn(Subscription) -> Change = match action {
         "created" => Change::Created,
@@ -41,7 +41,7 @@ pub(super) fn subscription_event(action: &str, data: &Object) -> Option<Subscrip
 /// The typed change of a `subscriptionItem.{action}` event, or `None` for an unknown action.
 pub(super) fn subscription_item_event(
     action: &str,
-    data: &Object,
+    data: &Object<'_>,
 ) -> Option<SubscriptionItemEvent> {
     use subscription_item_event::Change;
     let change: fn(SubscriptionItem) -> Change = match action {
@@ -63,7 +63,10 @@ pub(super) fn subscription_item_event(
 }
 
 /// The typed change of a `paymentAttempt.{action}` event, or `None` for an unknown action.
-pub(super) fn payment_attempt_event(action: &str, data: &Object) -> Option<PaymentAttemptEvent> {
+pub(super) fn payment_attempt_event(
+    action: &str,
+    data: &Object<'_>,
+) -> Option<PaymentAttemptEvent> {
     use payment_attempt_event::Change;
     let change: fn(PaymentAttempt) -> Change = match action {
         "created" => Change::Created,
@@ -76,7 +79,7 @@ pub(super) fn payment_attempt_event(action: &str, data: &Object) -> Option<Payme
 }
 
 /// The `status` of a subscription or subscription item as a [`SubscriptionStatus`] number.
-fn subscription_status(obj: &Object) -> i32 {
+fn subscription_status(obj: &Object<'_>) -> i32 {
     known_enum(
         obj,
         "status",
@@ -86,7 +89,7 @@ fn subscription_status(obj: &Object) -> i32 {
 }
 
 /// Converts the `data` of a `subscription.*` event.
-pub(super) fn subscription_from_json(data: &Object) -> Subscription {
+pub(super) fn subscription_from_json(data: &Object<'_>) -> Subscription {
     Subscription {
         id: string_or_empty(data, "id"),
         status: string_or_empty(data, "status"),
@@ -109,7 +112,7 @@ pub(super) fn subscription_from_json(data: &Object) -> Subscription {
 }
 
 /// A subscription's items: `items` in webhooks, `subscription_items` in the Backend API.
-fn subscription_items(data: &Object) -> Vec<SubscriptionItem> {
+fn subscription_items(data: &Object<'_>) -> Vec<SubscriptionItem> {
     let items = objects(data, "items", subscription_item_from_json);
     if items.is_empty() {
         objects(data, "subscription_items", subscription_item_from_json)
@@ -119,7 +122,7 @@ fn subscription_items(data: &Object) -> Vec<SubscriptionItem> {
 }
 
 /// Converts a `next_payment` object (of a subscription or an item).
-fn next_payment(obj: &Object) -> BillingNextPayment {
+fn next_payment(obj: &Object<'_>) -> BillingNextPayment {
     BillingNextPayment {
         amount: amount_at(obj, "amount"),
         date: timestamp_ms(obj, "date"),
@@ -129,7 +132,7 @@ fn next_payment(obj: &Object) -> BillingNextPayment {
 }
 
 /// Converts a subscription item, in any of the shapes Clerk sends.
-pub(super) fn subscription_item_from_json(data: &Object) -> SubscriptionItem {
+pub(super) fn subscription_item_from_json(data: &Object<'_>) -> SubscriptionItem {
     let item = SubscriptionItem {
         id: string_or_empty(data, "id"),
         status: string_or_empty(data, "status"),
@@ -155,7 +158,7 @@ pub(super) fn subscription_item_from_json(data: &Object) -> SubscriptionItem {
 }
 
 /// Fills the fields only items inside a payment attempt carry: amounts, credits, dates.
-fn with_payment_details(data: &Object, item: SubscriptionItem) -> SubscriptionItem {
+fn with_payment_details(data: &Object<'_>, item: SubscriptionItem) -> SubscriptionItem {
     SubscriptionItem {
         canceled_at: timestamp_ms(data, "canceled_at"),
         past_due_at: timestamp_ms(data, "past_due_at"),
@@ -177,7 +180,7 @@ fn with_payment_details(data: &Object, item: SubscriptionItem) -> SubscriptionIt
 }
 
 /// Converts a `plan` object (the short shape of subscriptions, the long one of payment attempts).
-fn plan(obj: &Object) -> BillingPlan {
+fn plan(obj: &Object<'_>) -> BillingPlan {
     BillingPlan {
         id: string_or_empty(obj, "id"),
         slug: string_or_empty(obj, "slug"),
@@ -202,7 +205,7 @@ fn plan(obj: &Object) -> BillingPlan {
 
 /// The parts of a plan only the Backend API sends: prices as money, who may subscribe, the free
 /// trial and the features.
-fn plan_terms(obj: &Object) -> BillingPlan {
+fn plan_terms(obj: &Object<'_>) -> BillingPlan {
     BillingPlan {
         fee: amount_at(obj, "fee"),
         annual_monthly_fee: amount_at(obj, "annual_monthly_fee"),
@@ -217,7 +220,7 @@ fn plan_terms(obj: &Object) -> BillingPlan {
 }
 
 /// Converts one entry of a plan's `features`.
-fn feature(obj: &Object) -> BillingFeature {
+fn feature(obj: &Object<'_>) -> BillingFeature {
     BillingFeature {
         id: string_or_empty(obj, "id"),
         name: string_or_empty(obj, "name"),
@@ -228,7 +231,7 @@ fn feature(obj: &Object) -> BillingFeature {
 }
 
 /// Converts one entry of a plan's `unit_prices`.
-fn unit_price(obj: &Object) -> BillingUnitPrice {
+fn unit_price(obj: &Object<'_>) -> BillingUnitPrice {
     BillingUnitPrice {
         name: string_or_empty(obj, "name"),
         block_size: opt_i64(obj, "block_size"),
@@ -237,7 +240,7 @@ fn unit_price(obj: &Object) -> BillingUnitPrice {
 }
 
 /// Converts one entry of a unit price's `tiers`.
-fn unit_price_tier(obj: &Object) -> BillingUnitPriceTier {
+fn unit_price_tier(obj: &Object<'_>) -> BillingUnitPriceTier {
     BillingUnitPriceTier {
         starts_at_block: opt_i64(obj, "starts_at_block"),
         ends_after_block: opt_i64(obj, "ends_after_block"),
@@ -248,7 +251,7 @@ fn unit_price_tier(obj: &Object) -> BillingUnitPriceTier {
 }
 
 /// Converts a `seats` object.
-fn seats(obj: &Object) -> BillingSeats {
+fn seats(obj: &Object<'_>) -> BillingSeats {
     BillingSeats {
         quantity: opt_i64(obj, "quantity"),
         tiers: objects(obj, "tiers", unit_total_tier),
@@ -256,7 +259,7 @@ fn seats(obj: &Object) -> BillingSeats {
 }
 
 /// Converts one entry of the `tiers` of a per-unit total or of seats.
-fn unit_total_tier(obj: &Object) -> BillingUnitTotalTier {
+fn unit_total_tier(obj: &Object<'_>) -> BillingUnitTotalTier {
     BillingUnitTotalTier {
         quantity: opt_i64(obj, "quantity"),
         fee_per_block: amount_at(obj, "fee_per_block"),
@@ -265,7 +268,7 @@ fn unit_total_tier(obj: &Object) -> BillingUnitTotalTier {
 }
 
 /// Converts a `payer` object.
-fn payer(obj: &Object) -> BillingPayer {
+fn payer(obj: &Object<'_>) -> BillingPayer {
     BillingPayer {
         id: string_or_empty(obj, "id"),
         user_id: opt_string(obj, "user_id"),
@@ -283,7 +286,7 @@ fn payer(obj: &Object) -> BillingPayer {
 }
 
 /// Converts a `payee` object.
-fn payee(obj: &Object) -> BillingPayee {
+fn payee(obj: &Object<'_>) -> BillingPayee {
     BillingPayee {
         id: string_or_empty(obj, "id"),
         gateway_type: string_or_empty(obj, "gateway_type"),
@@ -293,7 +296,7 @@ fn payee(obj: &Object) -> BillingPayee {
 }
 
 /// Converts an amount object (`amount`, `subtotal`, `total`, ...).
-fn amount(obj: &Object) -> BillingAmount {
+fn amount(obj: &Object<'_>) -> BillingAmount {
     BillingAmount {
         amount: opt_i64(obj, "amount"),
         amount_formatted: string_or_empty(obj, "amount_formatted"),
@@ -303,12 +306,12 @@ fn amount(obj: &Object) -> BillingAmount {
 }
 
 /// The amount object at `key`, when there is one.
-fn amount_at(obj: &Object, key: &str) -> Option<BillingAmount> {
+fn amount_at(obj: &Object<'_>, key: &str) -> Option<BillingAmount> {
     opt_object(obj, key).map(amount)
 }
 
 /// Converts a `totals` object.
-fn totals(obj: &Object) -> BillingTotals {
+fn totals(obj: &Object<'_>) -> BillingTotals {
     BillingTotals {
         subtotal: amount_at(obj, "subtotal"),
         tax_total: amount_at(obj, "tax_total"),
@@ -321,8 +324,8 @@ fn totals(obj: &Object) -> BillingTotals {
 }
 
 /// Converts a `discounts` object.
-fn discounts(obj: &Object) -> BillingDiscounts {
-    let proration = |proration: &Object| BillingProrationDiscount {
+fn discounts(obj: &Object<'_>) -> BillingDiscounts {
+    let proration = |proration: &Object<'_>| BillingProrationDiscount {
         amount: amount_at(proration, "amount"),
         cycle_days_passed: opt_i64(proration, "cycle_days_passed"),
         cycle_days_total: opt_i64(proration, "cycle_days_total"),
@@ -335,7 +338,7 @@ fn discounts(obj: &Object) -> BillingDiscounts {
 }
 
 /// Converts one entry of `per_unit_totals`.
-fn unit_total(obj: &Object) -> BillingUnitTotal {
+fn unit_total(obj: &Object<'_>) -> BillingUnitTotal {
     BillingUnitTotal {
         name: string_or_empty(obj, "name"),
         amount: opt_i64(obj, "amount"),
@@ -348,7 +351,7 @@ fn unit_total(obj: &Object) -> BillingUnitTotal {
 }
 
 /// Converts a `payment_source` object.
-fn payment_source(obj: &Object) -> BillingPaymentSource {
+fn payment_source(obj: &Object<'_>) -> BillingPaymentSource {
     BillingPaymentSource {
         id: string_or_empty(obj, "id"),
         gateway: string_or_empty(obj, "gateway"),
@@ -363,7 +366,7 @@ fn payment_source(obj: &Object) -> BillingPaymentSource {
 }
 
 /// The parts of a payment method only the Backend API sends.
-fn payment_method_details(obj: &Object) -> BillingPaymentSource {
+fn payment_method_details(obj: &Object<'_>) -> BillingPaymentSource {
     BillingPaymentSource {
         payer_id: opt_string(obj, "payer_id"),
         payment_type: opt_string(obj, "payment_type"),
@@ -379,7 +382,7 @@ fn payment_method_details(obj: &Object) -> BillingPaymentSource {
 }
 
 /// Converts a `failed_reason` object.
-fn failed_reason(obj: &Object) -> BillingPaymentFailedReason {
+fn failed_reason(obj: &Object<'_>) -> BillingPaymentFailedReason {
     BillingPaymentFailedReason {
         code: string_or_empty(obj, "code"),
         decline_code: string_or_empty(obj, "decline_code"),
@@ -387,7 +390,7 @@ fn failed_reason(obj: &Object) -> BillingPaymentFailedReason {
 }
 
 /// Converts a proration `credit` object.
-fn credit(obj: &Object) -> BillingCredit {
+fn credit(obj: &Object<'_>) -> BillingCredit {
     BillingCredit {
         amount: amount_at(obj, "amount"),
         cycle_days_remaining: opt_i64(obj, "cycle_days_remaining"),
@@ -397,8 +400,8 @@ fn credit(obj: &Object) -> BillingCredit {
 }
 
 /// Converts a `credits` object.
-fn credits(obj: &Object) -> BillingCredits {
-    let payer = |payer: &Object| BillingPayerCredit {
+fn credits(obj: &Object<'_>) -> BillingCredits {
+    let payer = |payer: &Object<'_>| BillingPayerCredit {
         applied_amount: amount_at(payer, "applied_amount"),
         remaining_balance: amount_at(payer, "remaining_balance"),
     };
@@ -410,7 +413,7 @@ fn credits(obj: &Object) -> BillingCredits {
 }
 
 /// Converts the `data` of a `paymentAttempt.*` event.
-pub(super) fn payment_attempt_from_json(data: &Object) -> PaymentAttempt {
+pub(super) fn payment_attempt_from_json(data: &Object<'_>) -> PaymentAttempt {
     let attempt = PaymentAttempt {
         id: string_or_empty(data, "id"),
         instance_id: string_or_empty(data, "instance_id"),
@@ -438,7 +441,7 @@ pub(super) fn payment_attempt_from_json(data: &Object) -> PaymentAttempt {
 }
 
 /// Fills who paid whom, how much, with what, and for which items.
-fn with_charge(data: &Object, attempt: PaymentAttempt) -> PaymentAttempt {
+fn with_charge(data: &Object<'_>, attempt: PaymentAttempt) -> PaymentAttempt {
     PaymentAttempt {
         payee: opt_object(data, "payee").map(payee),
         payer: opt_object(data, "payer").map(payer),

@@ -8,7 +8,7 @@ use super::json::{Object, opt_string, string_or_empty};
 use crate::proto::DeletedObject;
 
 /// Converts the `data` of a `*.deleted` event that carries Clerk's `DeletedObject`.
-pub(super) fn deleted_object_from_json(data: &Object) -> DeletedObject {
+pub(super) fn deleted_object_from_json(data: &Object<'_>) -> DeletedObject {
     DeletedObject {
         id: string_or_empty(data, "id"),
         object: string_or_empty(data, "object"),
@@ -22,6 +22,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    use crate::clerk::json::object;
+
     #[test]
     fn deleted_object_keeps_what_clerk_sends() {
         let data =
@@ -32,13 +34,10 @@ mod tests {
             slug: Some("acme".into()),
             external_id: None,
         };
-        assert_eq!(
-            deleted_object_from_json(data.as_object().unwrap()),
-            expected
-        );
+        assert_eq!(deleted_object_from_json(&object(data)), expected);
         let odd = json!({"id": 1, "slug": null, "external_id": ["x"]});
         assert_eq!(
-            deleted_object_from_json(odd.as_object().unwrap()),
+            deleted_object_from_json(&object(odd)),
             DeletedObject::default()
         );
     }

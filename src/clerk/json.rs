@@ -12,20 +12,14 @@
 //! - JSON nested deeper than [`MAX_STRUCT_DEPTH`] is cut off (replaced by `null`) when converted to
 //!   a `google.protobuf.Struct`, so the converter's recursion is bounded and the resulting message
 //!   stays decodable under protobuf's usual recursion limit of 100. The verbatim body keeps it all.
-//! - A body is parsed with [`parse_body`], which reads containers nested deeper than
-//!   [`MAX_PARSE_DEPTH`] as `null` (still checking that they are valid JSON) instead of refusing the
-//!   body: Clerk's users can nest their own metadata, and a refused body is an event lost.
-
-use std::fmt;
+//! - A body is parsed into a [`Json`] tree by [`tree::parse`](super::tree::parse), which bounds its
+//!   depth.
 
 use prost_types::{ListValue, Struct, Timestamp, value::Kind};
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
 
+use super::tree::Json;
+pub(crate) use super::tree::Object;
 use crate::clock::timestamp_from_millis;
-
-/// A JSON object, as `serde_json` parses it.
-pub(crate) type Object = Map<String, Value>;
 
 /// How many levels of objects and arrays below a top-level `Struct` (or `Value`) are converted.
 ///
@@ -36,28 +30,22 @@ pub(crate) type Object = Map<String, Value>;
 /// A test in the parent module round-trips the deepest case through prost.
 pub(crate) const MAX_STRUCT_DEPTH: usize = 24;
 
-/// Containers nested deeper than this in a webhook body are parsed as `null`. Well above what any
-/// accessor reads (the deepest `Struct`, an embedded user's account metadata, starts 5 levels down
-/// and is converted [`MAX_STRUCT_DEPTH`] levels further), and below serde_json's own limit of 128,
-/// past which it would refuse the whole body.
-pub(crate) const MAX_PARSE_DEPTH: usize = 64;
-
 /// The string at `key`, or `None` when it is missing, `null` or not a string.
-pub(crate) fn opt_string(obj: &Object, key: &str) -> Option<String> {
-    obj.get(key).and_then(Value::as_str).map(str::to_owned)
+pub(crate) fn opt_string(obj: &Object<'_>, key: &str) -> Option<String> {
+    obj.get(key).and_then(Json::as_str).map(str::to_owned)
 }
 
 /// The string at `key`, or an empty string when it is missing, `null` or not a string.
 ///
 /// Only for proto fields that are plain `string` (where empty already means "unset").
-pub(crate) fn string_or_empty(obj: &Object, key: &str) -> String {
+pub(crate) fn string_or_empty(obj: &Object<'_>, key: &str) -> String {
     opt_string(obj, key).unwrap_or_default()
 }
 
 /// The first string among `keys` that is not empty, else the first that is a string at all (so
 /// `""` stays `""`), else `None`: for a value Clerk has sent under several names over time.
-pub(crate) fn first_string(obj: &Object, keys: &[&str]) -> Option<String> {
-    let strings = || keys.iter().filter_map(|key| obj.get(*key)?.as_str());
+pub(crate) fn first_string(obj: &Object<'_>, keys: &[&str]) -> Option<String> {
+    let strings = || keys.iter().filter_map(|key| obj.get(key)?.as_str());
     strings()
         .find(|s| !s.is_empty())
         .or_else(|| strings().next())
@@ -65,12 +53,12 @@ pub(crate) fn first_string(obj: &Object, keys: &[&str]) -> Option<String> {
 }
 
 /// The bool at `key`, or `None` when it is missing, `null` or not a bool.
-pub(crate) fn opt_bool(obj: &Object, key: &str) -> Option<bool> {
-    obj.get(key).and_then(Value::as_bool)
+pub(crate) fn opt_bool(obj: &Object<'_>, key: &str) -> Option<bool> {
+    obj.get(key).and_then(Json::as_bool)
 }
 
 /// The bool at `key`, or `false` when it is missing, `null` or not a bool.
-pub(crate) fn bool_or_false(obj: &Object, key: &str) -> bool {
+pub(crate) fn bool_or_false(obj: &Object<'_>, key: &str) -> bool {
     opt_bool(obj, key).unwrap_or(false)
 }
 
@@ -81,15 +69,15 @@ pub(crate) const DATA_SECONDS_BELOW: i64 = 100_000_000_000;
 /// The integer at `key`, or `None` when it is missing, `null`, not an integer, or outside `i64`.
 ///
 /// Floats are refused even when they have no fraction: Clerk sends integers as integers.
-pub(crate) fn opt_i64(obj: &Object, key: &str) -> Option<i64> {
-    obj.get(key).and_then(Value::as_i64)
+pub(crate) fn opt_i64(obj: &Object<'_>, key: &str) -> Option<i64> {
+    obj.get(key).and_then(Json::as_i64)
 }
 
 /// The time at `key` as a `Timestamp`, or `None` when it is absent or unusable.
 ///
 /// Clerk sends milliseconds; a value that can only be seconds is read as seconds (see
 /// [`millis_at`]). See [`timestamp_from_millis`] for the range rules.
-pub(crate) fn timestamp_ms(obj: &Object, key: &str) -> Option<Timestamp> {
+pub(crate) fn timestamp_ms(obj: &Object<'_>, key: &str) -> Option<Timestamp> {
     millis_at(obj, key).and_then(timestamp_from_millis)
 }
 
@@ -97,7 +85,7 @@ pub(crate) fn timestamp_ms(obj: &Object, key: &str) -> Option<Timestamp> {
 /// value below [`DATA_SECONDS_BELOW`] (which as milliseconds would fall before March 1973, before Clerk
 /// existed) is taken as seconds, as the envelope's `timestamp` is. `None` when absent or not an
 /// integer.
-pub(crate) fn millis_at(obj: &Object, key: &str) -> Option<i64> {
+pub(crate) fn millis_at(obj: &Object<'_>, key: &str) -> Option<i64> {
     let raw = opt_i64(obj, key)?;
     if (0..DATA_SECONDS_BELOW).contains(&raw) {
         Some(raw * 1000)
@@ -109,20 +97,20 @@ pub(crate) fn millis_at(obj: &Object, key: &str) -> Option<i64> {
 /// The number at `key` as an `f64`, or `None` when it is missing, `null` or not a number.
 ///
 /// Integers are accepted too (Clerk sends `0` and `1` for fractions that happen to be whole).
-pub(crate) fn opt_f64(obj: &Object, key: &str) -> Option<f64> {
-    obj.get(key).and_then(Value::as_f64)
+pub(crate) fn opt_f64(obj: &Object<'_>, key: &str) -> Option<f64> {
+    obj.get(key).and_then(Json::as_f64)
 }
 
 /// The strings in the array at `key`, in order.
 ///
 /// Elements that are not strings are skipped; a missing or non-array field gives an empty list.
-pub(crate) fn strings(obj: &Object, key: &str) -> Vec<String> {
-    let Some(items) = obj.get(key).and_then(Value::as_array) else {
+pub(crate) fn strings(obj: &Object<'_>, key: &str) -> Vec<String> {
+    let Some(items) = obj.get(key).and_then(Json::as_array) else {
         return Vec::new();
     };
     items
         .iter()
-        .filter_map(Value::as_str)
+        .filter_map(Json::as_str)
         .map(str::to_owned)
         .collect()
 }
@@ -134,12 +122,12 @@ pub(crate) fn strings(obj: &Object, key: &str) -> Vec<String> {
 /// characters than lowercase ASCII letters and `_`, and a value the enum does not have all give 0;
 /// the raw string stays in the proto field beside the enum.
 pub(crate) fn known_enum<E: Into<i32>>(
-    obj: &Object,
+    obj: &Object<'_>,
     key: &str,
     prefix: &str,
     from_str_name: impl Fn(&str) -> Option<E>,
 ) -> i32 {
-    let Some(raw) = obj.get(key).and_then(Value::as_str) else {
+    let Some(raw) = obj.get(key).and_then(Json::as_str) else {
         return 0;
     };
     if !raw.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
@@ -149,13 +137,13 @@ pub(crate) fn known_enum<E: Into<i32>>(
 }
 
 /// The object at `key`, or `None` when it is missing, `null` or not an object.
-pub(crate) fn opt_object<'a>(obj: &'a Object, key: &str) -> Option<&'a Object> {
-    obj.get(key).and_then(Value::as_object)
+pub(crate) fn opt_object<'a, 'b>(obj: &'a Object<'b>, key: &str) -> Option<&'a Object<'b>> {
+    obj.get(key).and_then(Json::as_object)
 }
 
 /// The object at `key` as a `Struct`, or `None` when it is missing, `null` or not an object.
-pub(crate) fn opt_struct(obj: &Object, key: &str) -> Option<Struct> {
-    let value = obj.get(key).filter(|value| value.is_object())?;
+pub(crate) fn opt_struct(obj: &Object<'_>, key: &str) -> Option<Struct> {
+    let value = obj.get(key).filter(|value| value.as_object().is_some())?;
     match proto_value(value).kind {
         Some(Kind::StructValue(fields)) => Some(fields),
         _ => None,
@@ -165,13 +153,17 @@ pub(crate) fn opt_struct(obj: &Object, key: &str) -> Option<Struct> {
 /// Maps every object in the array at `key` with `convert`, in order.
 ///
 /// Elements that are not objects are skipped; a missing or non-array field gives an empty list.
-pub(crate) fn objects<T>(obj: &Object, key: &str, convert: impl Fn(&Object) -> T) -> Vec<T> {
-    let Some(items) = obj.get(key).and_then(Value::as_array) else {
+pub(crate) fn objects<T>(
+    obj: &Object<'_>,
+    key: &str,
+    convert: impl Fn(&Object<'_>) -> T,
+) -> Vec<T> {
+    let Some(items) = obj.get(key).and_then(Json::as_array) else {
         return Vec::new();
     };
     items
         .iter()
-        .filter_map(Value::as_object)
+        .filter_map(Json::as_object)
         .map(convert)
         .collect()
 }
@@ -180,36 +172,37 @@ pub(crate) fn objects<T>(obj: &Object, key: &str, convert: impl Fn(&Object) -> T
 ///
 /// Numbers become `f64` (as `Struct` requires). Objects and arrays nested more than
 /// [`MAX_STRUCT_DEPTH`] levels below `value` become `null`, which bounds the recursion.
-pub(crate) fn proto_value(value: &Value) -> prost_types::Value {
+pub(crate) fn proto_value(value: &Json<'_>) -> prost_types::Value {
     value_at_depth(value, 0)
 }
 
 /// Converts `map` into a `Struct` whose fields sit `depth` levels below the top.
-fn struct_at_depth(map: &Object, depth: usize) -> Struct {
+fn struct_at_depth(map: &Object<'_>, depth: usize) -> Struct {
+    // Collecting into the map keeps the last of a key sent twice, as `Object::get` does.
     let fields = map
         .iter()
-        .map(|(key, value)| (key.clone(), value_at_depth(value, depth)))
+        .map(|(key, value)| (key.to_owned(), value_at_depth(value, depth)))
         .collect();
     Struct { fields }
 }
 
 /// Converts `value`, found `depth` container levels below the top, into a `google.protobuf.Value`.
-fn value_at_depth(value: &Value, depth: usize) -> prost_types::Value {
+fn value_at_depth(value: &Json<'_>, depth: usize) -> prost_types::Value {
     let kind = match value {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
+        Json::Null => Kind::NullValue(0),
+        Json::Bool(b) => Kind::BoolValue(*b),
         // Without serde_json's `arbitrary_precision`, `as_f64` is always `Some`; null is a fallback.
-        Value::Number(n) => n.as_f64().map_or(Kind::NullValue(0), Kind::NumberValue),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(_) | Value::Object(_) if depth > MAX_STRUCT_DEPTH => Kind::NullValue(0),
-        Value::Array(items) => Kind::ListValue(list_at_depth(items, depth + 1)),
-        Value::Object(map) => Kind::StructValue(struct_at_depth(map, depth + 1)),
+        Json::Number(n) => n.as_f64().map_or(Kind::NullValue(0), Kind::NumberValue),
+        Json::String(s) => Kind::StringValue(s.as_ref().to_owned()),
+        Json::Array(_) | Json::Object(_) if depth > MAX_STRUCT_DEPTH => Kind::NullValue(0),
+        Json::Array(items) => Kind::ListValue(list_at_depth(items, depth + 1)),
+        Json::Object(map) => Kind::StructValue(struct_at_depth(map, depth + 1)),
     };
     prost_types::Value { kind: Some(kind) }
 }
 
 /// Converts `items` into a `ListValue` whose elements sit `depth` levels below the top.
-fn list_at_depth(items: &[Value], depth: usize) -> ListValue {
+fn list_at_depth(items: &[Json<'_>], depth: usize) -> ListValue {
     let values = items
         .iter()
         .map(|item| value_at_depth(item, depth))
@@ -217,111 +210,12 @@ fn list_at_depth(items: &[Value], depth: usize) -> ListValue {
     ListValue { values }
 }
 
-/// Parses a webhook body like `serde_json::from_str`, except that containers more than
-/// [`MAX_PARSE_DEPTH`] levels down become `null`. They are still checked to be well-formed JSON,
-/// without recursion (serde_json skips ignored values with a loop), so no nesting can refuse the
-/// body or exhaust the stack.
-///
-/// # Errors
-/// When `body` is not valid JSON.
-pub(crate) fn parse_body(body: &str) -> serde_json::Result<Value> {
-    let mut deserializer = serde_json::Deserializer::from_str(body);
-    let value = BoundedValue { depth: 0 }.deserialize(&mut deserializer)?;
-    deserializer.end()?;
-    Ok(value)
-}
-
-/// Builds a `serde_json::Value` found `depth` container levels below the top of the body.
-#[derive(Clone, Copy)]
-struct BoundedValue {
-    depth: usize,
-}
-
-impl BoundedValue {
-    /// The seed for this container's children, or `None` when the container itself lies more than
-    /// [`MAX_PARSE_DEPTH`] levels down.
-    fn children(self) -> Option<BoundedValue> {
-        (self.depth <= MAX_PARSE_DEPTH).then_some(BoundedValue {
-            depth: self.depth + 1,
-        })
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for BoundedValue {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for BoundedValue {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-        Ok(Value::Bool(b))
-    }
-
-    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
-        Ok(Value::Number(n.into()))
-    }
-
-    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
-        Ok(Value::Number(n.into()))
-    }
-
-    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-        Ok(Value::String(s.to_owned()))
-    }
-
-    fn visit_string<E>(self, s: String) -> Result<Value, E> {
-        Ok(Value::String(s))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let Some(child) = self.children() else {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            return Ok(Value::Null);
-        };
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(child)? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let Some(child) = self.children() else {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            return Ok(Value::Null);
-        };
-        let mut object = Object::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(child)?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
-    }
-}
-
-/// Unwraps a `json!` literal that is known to be an object (test fixtures).
+/// Converts a `json!` literal that is known to be an object (test fixtures).
 #[cfg(test)]
-pub(crate) fn object(value: Value) -> Object {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
+pub(crate) fn object(value: serde_json::Value) -> Object<'static> {
+    match Json::from(value) {
+        Json::Object(object) => object,
+        other => panic!("not an object: {other:?}"),
     }
 }
 
@@ -452,8 +346,8 @@ mod tests {
     }
 
     /// Builds `{"a": {"a": ... {"a": "leaf"}}}` with `levels` objects.
-    fn nested(levels: usize) -> Value {
-        (0..levels).fold(json!("leaf"), |inner, _| json!({ "a": inner }))
+    fn nested(levels: usize) -> Json<'static> {
+        Json::from((0..levels).fold(json!("leaf"), |inner, _| json!({ "a": inner })))
     }
 
     /// How many `Struct` levels the converted value has before it stops.

@@ -10,7 +10,7 @@ use super::json::{Object, bool_or_false, opt_string, opt_struct, string_or_empty
 use crate::proto::{EmailEvent, EmailMessage, SmsEvent, SmsMessage, email_event, sms_event};
 
 /// The typed change of an `email.{action}` event, or `None` for an unknown action.
-pub(super) fn email_event(action: &str, data: &Object) -> Option<EmailEvent> {
+pub(super) fn email_event(action: &str, data: &Object<'_>) -> Option<EmailEvent> {
     let change = match action {
         "created" => email_event::Change::Created(email_from_json(data)),
         _ => return None,
@@ -21,7 +21,7 @@ pub(super) fn email_event(action: &str, data: &Object) -> Option<EmailEvent> {
 }
 
 /// The typed change of an `sms.{action}` event, or `None` for an unknown action.
-pub(super) fn sms_event(action: &str, data: &Object) -> Option<SmsEvent> {
+pub(super) fn sms_event(action: &str, data: &Object<'_>) -> Option<SmsEvent> {
     let change = match action {
         "created" => sms_event::Change::Created(sms_from_json(data)),
         _ => return None,
@@ -32,7 +32,7 @@ pub(super) fn sms_event(action: &str, data: &Object) -> Option<SmsEvent> {
 }
 
 /// Converts the `data` of an `email.created` event.
-pub(super) fn email_from_json(data: &Object) -> EmailMessage {
+pub(super) fn email_from_json(data: &Object<'_>) -> EmailMessage {
     EmailMessage {
         id: string_or_empty(data, "id"),
         slug: opt_string(data, "slug"),
@@ -51,7 +51,7 @@ pub(super) fn email_from_json(data: &Object) -> EmailMessage {
 }
 
 /// Converts the `data` of an `sms.created` event.
-pub(super) fn sms_from_json(data: &Object) -> SmsMessage {
+pub(super) fn sms_from_json(data: &Object<'_>) -> SmsMessage {
     SmsMessage {
         id: string_or_empty(data, "id"),
         slug: opt_string(data, "slug"),
@@ -83,7 +83,7 @@ mod tests {
         let both = object(json!({"created_at": 1_716_883_201_000_i64,
                                  "created_at_ms": 1_716_883_202_000_i64}));
         assert_eq!(sms_from_json(&both).created_at, at(1_716_883_201));
-        assert_eq!(sms_from_json(&Object::new()), SmsMessage::default());
+        assert_eq!(sms_from_json(&Object::default()), SmsMessage::default());
     }
 
     #[test]

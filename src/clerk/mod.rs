@@ -41,10 +41,9 @@ mod messaging;
 mod organization;
 mod role;
 mod session;
+mod tree;
 mod user;
 mod waitlist;
-
-use serde_json::Value;
 
 pub use bound::{MAX_BODY_BYTES, MAX_MESSAGE_BYTES};
 
@@ -92,8 +91,8 @@ pub enum DecodeError {
 /// is not an object, [`DecodeError::MissingType`] when `type` is missing, empty or not a string. No
 /// other field can make decoding fail.
 pub fn decode_event(body: &str) -> Result<Event, DecodeError> {
-    let root = json::parse_body(body).map_err(|_| DecodeError::NotJson)?;
-    let Value::Object(envelope) = root else {
+    let root = tree::parse(body).map_err(|_| DecodeError::NotJson)?;
+    let tree::Json::Object(envelope) = root else {
         return Err(DecodeError::NotAnObject);
     };
     let event_type = opt_string(&envelope, "type")
@@ -116,7 +115,7 @@ pub fn decode_event(body: &str) -> Result<Event, DecodeError> {
 }
 
 /// The envelope `timestamp` in milliseconds: integer seconds below 10^12, else milliseconds.
-fn envelope_millis(envelope: &Object) -> Option<i64> {
+fn envelope_millis(envelope: &Object<'_>) -> Option<i64> {
     let raw = opt_i64(envelope, "timestamp")?;
     if raw < SECONDS_BELOW {
         raw.checked_mul(1000)
@@ -127,7 +126,7 @@ fn envelope_millis(envelope: &Object) -> Option<i64> {
 
 /// The last millisecond the envelope `timestamp` may stand for: the end of its second when Clerk
 /// sent seconds, the value itself when it sent milliseconds.
-fn envelope_millis_upper(envelope: &Object) -> Option<i64> {
+fn envelope_millis_upper(envelope: &Object<'_>) -> Option<i64> {
     let raw = opt_i64(envelope, "timestamp")?;
     if raw < SECONDS_BELOW {
         raw.checked_mul(1000)?.checked_add(999)
@@ -137,7 +136,7 @@ fn envelope_millis_upper(envelope: &Object) -> Option<i64> {
 }
 
 /// The event's `object_version` (see the module docs). Negative times count as unusable.
-fn object_version(envelope: &Object, data: Option<&Object>, deleted: bool) -> u64 {
+fn object_version(envelope: &Object<'_>, data: Option<&Object<'_>>, deleted: bool) -> u64 {
     let version = |millis: i64| u64::try_from(millis).ok();
     if deleted {
         return envelope_millis_upper(envelope)
@@ -151,7 +150,7 @@ fn object_version(envelope: &Object, data: Option<&Object>, deleted: bool) -> u6
 }
 
 /// `event_attributes.http_request`, when Clerk sends that object.
-fn http_request(envelope: &Object) -> Option<HttpRequest> {
+fn http_request(envelope: &Object<'_>) -> Option<HttpRequest> {
     let request = opt_object(envelope, "event_attributes")
         .and_then(|attributes| opt_object(attributes, "http_request"))?;
     Some(HttpRequest {
@@ -161,7 +160,7 @@ fn http_request(envelope: &Object) -> Option<HttpRequest> {
 }
 
 /// The typed payload for event types this version knows; `None` for the others.
-fn payload(event_type: &str, data: &Object) -> Option<Payload> {
+fn payload(event_type: &str, data: &Object<'_>) -> Option<Payload> {
     let (family, action) = event_type.split_once('.')?;
     match family {
         "user" => user::user_event(action, data).map(Payload::User),

@@ -23,7 +23,7 @@ use crate::proto::{
 };
 
 /// The typed change of an `organization.{action}` event, or `None` for an unknown action.
-pub(super) fn organization_event(action: &str, data: &Object) -> Option<OrganizationEvent> {
+pub(super) fn organization_event(action: &str, data: &Object<'_>) -> Option<OrganizationEvent> {
     use organization_event::Change;
     let change = match action {
         "created" => Change::Created(organization_from_json(data)),
@@ -39,7 +39,7 @@ pub(super) fn organization_event(action: &str, data: &Object) -> Option<Organiza
 /// The typed change of an `organizationDomain.{action}` event, or `None` for an unknown action.
 pub(super) fn organization_domain_event(
     action: &str,
-    data: &Object,
+    data: &Object<'_>,
 ) -> Option<OrganizationDomainEvent> {
     use organization_domain_event::Change;
     let change = match action {
@@ -56,7 +56,7 @@ pub(super) fn organization_domain_event(
 /// The typed change of an `organizationInvitation.{action}` event, or `None` for an unknown action.
 pub(super) fn organization_invitation_event(
     action: &str,
-    data: &Object,
+    data: &Object<'_>,
 ) -> Option<OrganizationInvitationEvent> {
     use organization_invitation_event::Change;
     let change: fn(OrganizationInvitation) -> Change = match action {
@@ -73,7 +73,7 @@ pub(super) fn organization_invitation_event(
 /// The typed change of an `organizationMembership.{action}` event, or `None` for an unknown action.
 pub(super) fn organization_membership_event(
     action: &str,
-    data: &Object,
+    data: &Object<'_>,
 ) -> Option<OrganizationMembershipEvent> {
     use organization_membership_event::Change;
     let change: fn(OrganizationMembership) -> Change = match action {
@@ -88,7 +88,7 @@ pub(super) fn organization_membership_event(
 }
 
 /// Converts an organization object (`data` of `organization.created`/`updated`, or embedded).
-pub(super) fn organization_from_json(data: &Object) -> Organization {
+pub(super) fn organization_from_json(data: &Object<'_>) -> Organization {
     Organization {
         id: string_or_empty(data, "id"),
         name: string_or_empty(data, "name"),
@@ -115,7 +115,7 @@ pub(super) fn organization_from_json(data: &Object) -> Organization {
 }
 
 /// Converts a `public_organization_data` object.
-fn public_organization_data(obj: &Object) -> PublicOrganizationData {
+fn public_organization_data(obj: &Object<'_>) -> PublicOrganizationData {
     PublicOrganizationData {
         id: string_or_empty(obj, "id"),
         name: string_or_empty(obj, "name"),
@@ -126,7 +126,7 @@ fn public_organization_data(obj: &Object) -> PublicOrganizationData {
 }
 
 /// Converts the `data` of an `organizationDomain.created` or `updated` event.
-pub(super) fn organization_domain_from_json(data: &Object) -> OrganizationDomain {
+pub(super) fn organization_domain_from_json(data: &Object<'_>) -> OrganizationDomain {
     OrganizationDomain {
         id: string_or_empty(data, "id"),
         organization_id: string_or_empty(data, "organization_id"),
@@ -149,7 +149,7 @@ pub(super) fn organization_domain_from_json(data: &Object) -> OrganizationDomain
 ///
 /// An accepted invitation nests the organization's public data one level down, in
 /// `data.data.public_organization_data`; a top-level `public_organization_data` is read as well.
-pub(super) fn organization_invitation_from_json(data: &Object) -> OrganizationInvitation {
+pub(super) fn organization_invitation_from_json(data: &Object<'_>) -> OrganizationInvitation {
     let organization = opt_object(data, "data")
         .and_then(|nested| opt_object(nested, "public_organization_data"))
         .or_else(|| opt_object(data, "public_organization_data"));
@@ -175,7 +175,7 @@ pub(super) fn organization_invitation_from_json(data: &Object) -> OrganizationIn
 }
 
 /// The `status` of an invitation object as an [`InvitationStatus`] number.
-pub(super) fn invitation_status(obj: &Object) -> i32 {
+pub(super) fn invitation_status(obj: &Object<'_>) -> i32 {
     known_enum(
         obj,
         "status",
@@ -185,7 +185,7 @@ pub(super) fn invitation_status(obj: &Object) -> i32 {
 }
 
 /// Converts a `public_user_data` or `public_inviter_data` object.
-fn public_user_data(obj: &Object) -> PublicUserData {
+fn public_user_data(obj: &Object<'_>) -> PublicUserData {
     PublicUserData {
         user_id: string_or_empty(obj, "user_id"),
         first_name: opt_string(obj, "first_name"),
@@ -203,7 +203,7 @@ fn public_user_data(obj: &Object) -> PublicUserData {
 /// The memberships a user object lists in `organization_memberships`, converted as the `data` of
 /// `organizationMembership.*` events is. `User` cannot hold them (see `UserEvent`'s proto), so the
 /// message holding the user types them beside it.
-pub(super) fn memberships_of_user(user: &Object) -> Vec<OrganizationMembership> {
+pub(super) fn memberships_of_user(user: &Object<'_>) -> Vec<OrganizationMembership> {
     objects(
         user,
         "organization_memberships",
@@ -213,7 +213,7 @@ pub(super) fn memberships_of_user(user: &Object) -> Vec<OrganizationMembership> 
 
 /// Converts the `data` of an `organizationMembership.*` event, deriving the user and organization
 /// ids from the embedded objects.
-pub(super) fn organization_membership_from_json(data: &Object) -> OrganizationMembership {
+pub(super) fn organization_membership_from_json(data: &Object<'_>) -> OrganizationMembership {
     let organization = opt_object(data, "organization").map(organization_from_json);
     let user = opt_object(data, "public_user_data").map(public_user_data);
     OrganizationMembership {

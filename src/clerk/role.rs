@@ -10,7 +10,7 @@ use super::json::{Object, objects, opt_bool, opt_string, string_or_empty, timest
 use crate::proto::{Permission, PermissionEvent, Role, RoleEvent, permission_event, role_event};
 
 /// The typed change of a `role.{action}` event, or `None` for an unknown action.
-pub(super) fn role_event(action: &str, data: &Object) -> Option<RoleEvent> {
+pub(super) fn role_event(action: &str, data: &Object<'_>) -> Option<RoleEvent> {
     use role_event::Change;
     let change = match action {
         "created" => Change::Created(role_from_json(data)),
@@ -24,7 +24,7 @@ pub(super) fn role_event(action: &str, data: &Object) -> Option<RoleEvent> {
 }
 
 /// The typed change of a `permission.{action}` event, or `None` for an unknown action.
-pub(super) fn permission_event(action: &str, data: &Object) -> Option<PermissionEvent> {
+pub(super) fn permission_event(action: &str, data: &Object<'_>) -> Option<PermissionEvent> {
     use permission_event::Change;
     let change = match action {
         "created" => Change::Created(permission_from_json(data)),
@@ -38,7 +38,7 @@ pub(super) fn permission_event(action: &str, data: &Object) -> Option<Permission
 }
 
 /// Converts the `data` of a `role.created` or `role.updated` event.
-pub(super) fn role_from_json(data: &Object) -> Role {
+pub(super) fn role_from_json(data: &Object<'_>) -> Role {
     Role {
         id: string_or_empty(data, "id"),
         name: string_or_empty(data, "name"),
@@ -52,7 +52,7 @@ pub(super) fn role_from_json(data: &Object) -> Role {
 }
 
 /// Converts a permission object (`data` of `permission.created`/`updated`, or inside a role).
-pub(super) fn permission_from_json(data: &Object) -> Permission {
+pub(super) fn permission_from_json(data: &Object<'_>) -> Permission {
     Permission {
         id: string_or_empty(data, "id"),
         name: string_or_empty(data, "name"),

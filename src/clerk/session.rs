@@ -20,7 +20,7 @@ use crate::proto::{
 
 /// The typed change of a `session.{action}` event, or `None` for an action this version does not
 /// know.
-pub(super) fn session_event(action: &str, data: &Object) -> Option<SessionEvent> {
+pub(super) fn session_event(action: &str, data: &Object<'_>) -> Option<SessionEvent> {
     let change: fn(Session) -> Change = match action {
         "created" => Change::Created,
         "ended" => Change::Ended,
@@ -35,7 +35,7 @@ pub(super) fn session_event(action: &str, data: &Object) -> Option<SessionEvent>
 }
 
 /// Converts the `data` object of a `session.*` event into a [`Session`].
-pub(super) fn session_from_json(data: &Object) -> Session {
+pub(super) fn session_from_json(data: &Object<'_>) -> Session {
     Session {
         id: string_or_empty(data, "id"),
         user_id: string_or_empty(data, "user_id"),
@@ -64,14 +64,14 @@ pub(super) fn session_from_json(data: &Object) -> Session {
 }
 
 /// Converts one entry of a pending session's `tasks`.
-fn session_task(obj: &Object) -> SessionTask {
+fn session_task(obj: &Object<'_>) -> SessionTask {
     SessionTask {
         key: string_or_empty(obj, "key"),
     }
 }
 
 /// Converts a `latest_activity` object.
-fn session_activity(obj: &Object) -> SessionActivity {
+fn session_activity(obj: &Object<'_>) -> SessionActivity {
     SessionActivity {
         id: string_or_empty(obj, "id"),
         device_type: opt_string(obj, "device_type"),

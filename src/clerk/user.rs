@@ -38,7 +38,7 @@ const GOOGLE_PROVIDER: &str = "oauth_google";
 
 /// The typed change of a `user.{action}` event, with the user's memberships beside it, or `None`
 /// for an action this version does not know.
-pub(crate) fn user_event(action: &str, data: &Object) -> Option<UserEvent> {
+pub(crate) fn user_event(action: &str, data: &Object<'_>) -> Option<UserEvent> {
     let change = match action {
         "created" => Change::Created(user_from_json(data)),
         "updated" => Change::Updated(user_from_json(data)),
@@ -52,7 +52,7 @@ pub(crate) fn user_event(action: &str, data: &Object) -> Option<UserEvent> {
 }
 
 /// Converts the `data` object of a `user.created` or `user.updated` event into a [`User`].
-pub(crate) fn user_from_json(data: &Object) -> User {
+pub(crate) fn user_from_json(data: &Object<'_>) -> User {
     let user = User {
         id: string_or_empty(data, "id"),
         external_id: opt_string(data, "external_id"),
@@ -76,7 +76,7 @@ pub(crate) fn user_from_json(data: &Object) -> User {
 }
 
 /// Converts the `data` object of a `user.deleted` event into a [`DeletedUser`].
-pub(crate) fn deleted_user_from_json(data: &Object) -> DeletedUser {
+pub(crate) fn deleted_user_from_json(data: &Object<'_>) -> DeletedUser {
     DeletedUser {
         id: string_or_empty(data, "id"),
         external_id: opt_string(data, "external_id"),
@@ -84,7 +84,7 @@ pub(crate) fn deleted_user_from_json(data: &Object) -> DeletedUser {
 }
 
 /// Fills the user's identifiers and linked accounts: primary ids and every list.
-fn with_identifiers(data: &Object, user: User) -> User {
+fn with_identifiers(data: &Object<'_>, user: User) -> User {
     User {
         primary_email_address_id: opt_string(data, "primary_email_address_id"),
         primary_phone_number_id: opt_string(data, "primary_phone_number_id"),
@@ -101,7 +101,7 @@ fn with_identifiers(data: &Object, user: User) -> User {
 }
 
 /// Fills the user's sign-in security settings: factors, bans, lockouts and permissions.
-fn with_security(data: &Object, user: User) -> User {
+fn with_security(data: &Object<'_>, user: User) -> User {
     User {
         password_enabled: bool_or_false(data, "password_enabled"),
         two_factor_enabled: bool_or_false(data, "two_factor_enabled"),
@@ -126,7 +126,7 @@ fn with_security(data: &Object, user: User) -> User {
 }
 
 /// Fills the user's lifecycle and activity times.
-fn with_activity(data: &Object, user: User) -> User {
+fn with_activity(data: &Object<'_>, user: User) -> User {
     User {
         last_sign_in_at: timestamp_ms(data, "last_sign_in_at"),
         created_at: timestamp_ms(data, "created_at"),
@@ -138,17 +138,17 @@ fn with_activity(data: &Object, user: User) -> User {
 }
 
 /// The `verification` object of `obj`, or `None` when Clerk sends null or something else.
-fn verification_of(obj: &Object) -> Option<Verification> {
+fn verification_of(obj: &Object<'_>) -> Option<Verification> {
     verification_at(obj, "verification")
 }
 
 /// The verification object at `key`, or `None` when Clerk sends null or something else.
-pub(super) fn verification_at(obj: &Object, key: &str) -> Option<Verification> {
+pub(super) fn verification_at(obj: &Object<'_>, key: &str) -> Option<Verification> {
     opt_object(obj, key).map(verification)
 }
 
 /// Converts a verification object.
-fn verification(obj: &Object) -> Verification {
+fn verification(obj: &Object<'_>) -> Verification {
     Verification {
         status: string_or_empty(obj, "status"),
         known_status: known_enum(
@@ -171,7 +171,7 @@ fn verification(obj: &Object) -> Verification {
 }
 
 /// Converts an error object (a verification's `error`).
-fn clerk_error(obj: &Object) -> ClerkError {
+fn clerk_error(obj: &Object<'_>) -> ClerkError {
     ClerkError {
         message: string_or_empty(obj, "message"),
         long_message: string_or_empty(obj, "long_message"),
@@ -181,7 +181,7 @@ fn clerk_error(obj: &Object) -> ClerkError {
 }
 
 /// Converts a user's `scim` object.
-fn scim(obj: &Object) -> ScimUserMetadata {
+fn scim(obj: &Object<'_>) -> ScimUserMetadata {
     ScimUserMetadata {
         directory_id: string_or_empty(obj, "directory_id"),
         directory_enabled: bool_or_false(obj, "directory_enabled"),
@@ -190,7 +190,7 @@ fn scim(obj: &Object) -> ScimUserMetadata {
 }
 
 /// Converts one entry of a `linked_to` list.
-fn identification_link(obj: &Object) -> IdentificationLink {
+fn identification_link(obj: &Object<'_>) -> IdentificationLink {
     IdentificationLink {
         r#type: string_or_empty(obj, "type"),
         id: string_or_empty(obj, "id"),
@@ -198,7 +198,7 @@ fn identification_link(obj: &Object) -> IdentificationLink {
 }
 
 /// Converts one entry of `email_addresses`.
-fn email_address(obj: &Object) -> EmailAddress {
+fn email_address(obj: &Object<'_>) -> EmailAddress {
     EmailAddress {
         id: string_or_empty(obj, "id"),
         email_address: string_or_empty(obj, "email_address"),
@@ -212,7 +212,7 @@ fn email_address(obj: &Object) -> EmailAddress {
 }
 
 /// Converts one entry of `phone_numbers`.
-fn phone_number(obj: &Object) -> PhoneNumber {
+fn phone_number(obj: &Object<'_>) -> PhoneNumber {
     PhoneNumber {
         id: string_or_empty(obj, "id"),
         phone_number: string_or_empty(obj, "phone_number"),
@@ -228,7 +228,7 @@ fn phone_number(obj: &Object) -> PhoneNumber {
 }
 
 /// Converts one entry of `web3_wallets`.
-fn web3_wallet(obj: &Object) -> Web3Wallet {
+fn web3_wallet(obj: &Object<'_>) -> Web3Wallet {
     Web3Wallet {
         id: string_or_empty(obj, "id"),
         web3_wallet: string_or_empty(obj, "web3_wallet"),
@@ -239,7 +239,7 @@ fn web3_wallet(obj: &Object) -> Web3Wallet {
 }
 
 /// Converts one entry of `passkeys`.
-fn passkey(obj: &Object) -> Passkey {
+fn passkey(obj: &Object<'_>) -> Passkey {
     Passkey {
         id: string_or_empty(obj, "id"),
         name: string_or_empty(obj, "name"),
@@ -251,7 +251,7 @@ fn passkey(obj: &Object) -> Passkey {
 /// Converts one entry of `external_accounts` (an OAuth account), in any shape Clerk has sent: the
 /// current one, the legacy Google one and the mix of both (see [`account_ids`] and the names read
 /// with [`first_string`]).
-fn external_account(obj: &Object) -> ExternalAccount {
+fn external_account(obj: &Object<'_>) -> ExternalAccount {
     let (id, identification_id) = account_ids(obj);
     ExternalAccount {
         id,
@@ -280,7 +280,7 @@ fn external_account(obj: &Object) -> ExternalAccount {
 /// `id` (`eac_...`) and `identification_id`; the mixed shape sends the identification id as `id`
 /// and the account id as `external_account_id`; the legacy shape has only its identification id,
 /// as `id`.
-fn account_ids(obj: &Object) -> (String, Option<String>) {
+fn account_ids(obj: &Object<'_>) -> (String, Option<String>) {
     let id = opt_string(obj, "id");
     let account_id = opt_string(obj, "external_account_id").filter(|eac| !eac.is_empty());
     let legacy = opt_string(obj, "object").as_deref() == Some(LEGACY_GOOGLE_OBJECT);
@@ -293,7 +293,7 @@ fn account_ids(obj: &Object) -> (String, Option<String>) {
 
 /// The provider of an OAuth account: as sent, or `oauth_google` for the legacy Google shape, which
 /// names the provider only in its `object`.
-fn provider(obj: &Object) -> String {
+fn provider(obj: &Object<'_>) -> String {
     match opt_string(obj, "provider").filter(|p| !p.is_empty()) {
         Some(provider) => provider,
         None if opt_string(obj, "object").as_deref() == Some(LEGACY_GOOGLE_OBJECT) => {
@@ -304,7 +304,7 @@ fn provider(obj: &Object) -> String {
 }
 
 /// Converts one entry of `saml_accounts`.
-fn saml_account(obj: &Object) -> SamlAccount {
+fn saml_account(obj: &Object<'_>) -> SamlAccount {
     SamlAccount {
         id: string_or_empty(obj, "id"),
         provider: string_or_empty(obj, "provider"),
@@ -321,7 +321,7 @@ fn saml_account(obj: &Object) -> SamlAccount {
 }
 
 /// Converts one entry of `enterprise_accounts`.
-fn enterprise_account(obj: &Object) -> EnterpriseAccount {
+fn enterprise_account(obj: &Object<'_>) -> EnterpriseAccount {
     EnterpriseAccount {
         id: string_or_empty(obj, "id"),
         protocol: opt_string(obj, "protocol"),
@@ -340,7 +340,7 @@ fn enterprise_account(obj: &Object) -> EnterpriseAccount {
 }
 
 /// Converts a `saml_connection` or `enterprise_connection` object.
-fn sso_connection(obj: &Object) -> SsoConnection {
+fn sso_connection(obj: &Object<'_>) -> SsoConnection {
     SsoConnection {
         id: string_or_empty(obj, "id"),
         name: string_or_empty(obj, "name"),
@@ -434,8 +434,16 @@ mod tests {
     /// A user with every field set: two addresses (the primary is the second), one of each account.
     ///
     /// Built from parts because one `json!` literal this big exceeds the macro recursion limit.
+    /// The fields of a `json!` object literal, to combine fixtures.
+    fn map(value: Value) -> serde_json::Map<String, Value> {
+        match value {
+            Value::Object(fields) => fields,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
     fn full_user_json() -> Value {
-        let mut user = object(profile_json());
+        let mut user = map(profile_json());
         let parts = [
             security_json(),
             provisioning_json(),
@@ -443,7 +451,7 @@ mod tests {
             accounts_json(),
         ];
         for part in parts {
-            user.extend(object(part));
+            user.extend(map(part));
         }
         Value::Object(user)
     }
@@ -847,7 +855,7 @@ mod tests {
     /// The mixed shape with only the legacy names for the provider's data (no `provider`,
     /// `provider_user_id`, `first_name`, `last_name`).
     fn mixed_google_account_with_legacy_names() -> Value {
-        let mut account = object(mixed_google_account());
+        let mut account = map(mixed_google_account());
         for current in ["provider", "provider_user_id", "first_name", "last_name"] {
             account.remove(current);
         }
@@ -949,9 +957,9 @@ mod tests {
 
     #[test]
     fn an_empty_object_gives_an_empty_user() {
-        assert_eq!(user_from_json(&Object::new()), User::default());
+        assert_eq!(user_from_json(&Object::default()), User::default());
         assert_eq!(
-            deleted_user_from_json(&Object::new()),
+            deleted_user_from_json(&Object::default()),
             DeletedUser::default()
         );
     }
@@ -1024,7 +1032,7 @@ mod tests {
             assert_eq!(verification.known_status(), expected, "{raw}");
             assert_eq!(verification.verified_at, ts(5_000));
         }
-        let missing = verification(&Object::new());
+        let missing = verification(&Object::default());
         assert_eq!((missing.status.as_str(), missing.known_status), ("", 0));
     }
 

@@ -15,7 +15,7 @@ use crate::proto::{
 };
 
 /// The typed change of a `waitlistEntry.{action}` event, or `None` for an unknown action.
-pub(super) fn waitlist_entry_event(action: &str, data: &Object) -> Option<WaitlistEntryEvent> {
+pub(super) fn waitlist_entry_event(action: &str, data: &Object<'_>) -> Option<WaitlistEntryEvent> {
     let change: fn(WaitlistEntry) -> Change = match action {
         "created" => Change::Created,
         "updated" => Change::Updated,
@@ -27,7 +27,7 @@ pub(super) fn waitlist_entry_event(action: &str, data: &Object) -> Option<Waitli
 }
 
 /// Converts the `data` of a `waitlistEntry.*` event.
-pub(super) fn waitlist_entry_from_json(data: &Object) -> WaitlistEntry {
+pub(super) fn waitlist_entry_from_json(data: &Object<'_>) -> WaitlistEntry {
     WaitlistEntry {
         id: string_or_empty(data, "id"),
         email_address: string_or_empty(data, "email_address"),
@@ -46,7 +46,7 @@ pub(super) fn waitlist_entry_from_json(data: &Object) -> WaitlistEntry {
 }
 
 /// Converts the `invitation` of a waitlist entry (an invitation to the instance).
-fn invitation(obj: &Object) -> Invitation {
+fn invitation(obj: &Object<'_>) -> Invitation {
     Invitation {
         id: string_or_empty(obj, "id"),
         email_address: string_or_empty(obj, "email_address"),

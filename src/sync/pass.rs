@@ -451,18 +451,21 @@ impl Pass {
         let (through, prefix) = (self.saved.through, type_prefix(kind));
         let mut after = String::new();
         loop {
-            let batch = self
+            let candidates = self
                 .target
                 .unseen_live_objects(prefix, through, after.clone(), CANDIDATE_BATCH)
                 .await?;
-            let Some(last) = batch.last() else {
-                return Ok(());
-            };
-            after = last.id.clone();
-            for candidate in &batch {
+            for candidate in &candidates.objects {
                 self.confirm(kind, candidate).await?;
             }
+            let Some(last) = candidates.objects.last() else {
+                return Ok(());
+            };
             self.publish(started);
+            if candidates.complete {
+                return Ok(());
+            }
+            after = last.id.clone();
         }
     }
 

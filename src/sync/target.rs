@@ -21,6 +21,13 @@ pub enum Target {
     JetStream(Arc<JetStreamLog>),
 }
 
+/// Deletion candidates read at once, and whether they are all that are left.
+pub(super) struct Candidates {
+    pub(super) objects: Vec<StoredObject>,
+    /// No candidate follows the last of `objects`, so the pass need not read again.
+    pub(super) complete: bool,
+}
+
 /// Why a saved pass could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read the saved pass: {0}")]
@@ -72,18 +79,26 @@ impl Target {
         through: u64,
         after_id: String,
         limit: usize,
-    ) -> Result<Vec<StoredObject>, PassError> {
+    ) -> Result<Candidates, PassError> {
         match self {
             Target::Embedded(log) => {
-                read(log, move |reader| {
+                let objects = read(log, move |reader| {
                     reader.unseen_live_objects(kind, through, &after_id, limit)
                 })
-                .await
+                .await?;
+                let complete = objects.len() < limit;
+                Ok(Candidates { objects, complete })
             }
-            Target::JetStream(stream) => stream
-                .unseen_live_objects(kind, through, &after_id)
-                .await
-                .map_err(|e| PassError::State(e.to_string())),
+            Target::JetStream(stream) => {
+                let objects = stream
+                    .unseen_live_objects(kind, through, &after_id)
+                    .await
+                    .map_err(|e| PassError::State(e.to_string()))?;
+                Ok(Candidates {
+                    objects,
+                    complete: true,
+                })
+            }
         }
     }
 

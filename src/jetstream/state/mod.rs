@@ -47,6 +47,8 @@ mod snapshot;
 mod value;
 mod values;
 
+use std::time::Duration;
+
 use async_nats::jetstream::{
     self,
     kv::{self, CreateErrorKind, Operation, UpdateErrorKind},
@@ -66,7 +68,7 @@ use super::{ConsumerBucket, OpenError, ReadError, connect::MIN_MAX_PAYLOAD, cons
 const BUILDER_LEASE: &str = "state.builder";
 /// How long a seen object is remembered: longer than any pass, so that an abandoned pass's
 /// bookkeeping does not stay for good.
-const SEEN_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+const SEEN_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The prefix of snapshot holds in the leases bucket.
 const HOLD_PREFIX: &str = "state.hold.";
 
@@ -137,6 +139,27 @@ impl StateBucket {
                 Some(entry.revision),
             )),
             None => Ok((Meta::default(), None)),
+        }
+    }
+
+    /// Polls `meta` every `poll` until `done` holds (returning it) or `patience` passed
+    /// (returning `None`).
+    async fn wait_for_meta(
+        &self,
+        patience: Duration,
+        poll: Duration,
+        done: impl Fn(&Meta) -> bool,
+    ) -> Result<Option<Meta>, ReadError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let (meta, _) = self.meta().await?;
+            if done(&meta) {
+                return Ok(Some(meta));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(poll).await;
         }
     }
 

@@ -202,20 +202,16 @@ impl StateBucket {
 
     /// Waits for the builder to apply `head`.
     async fn wait_for_head(&self, head: u64) -> Result<(), WriteError> {
-        let deadline = tokio::time::Instant::now() + STATE_PATIENCE;
-        loop {
-            let (meta, _) = self.meta().await.map_err(unavailable)?;
-            if meta.applied >= head {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(WriteError::Remote(
+        self.wait_for_meta(STATE_PATIENCE, POLL, |m| m.applied >= head)
+            .await
+            .map_err(unavailable)?
+            .map(drop)
+            .ok_or_else(|| {
+                WriteError::Remote(
                     "the JetStream state did not reach the stream's head within 60 s (a long snapshot holds it still)"
                         .into(),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+                )
+            })
     }
 
     /// The sequence of the state's event that `record` does not supersede, if any.

@@ -58,7 +58,9 @@ impl StateSnapshot {
         head: u64,
         include_tombstones: bool,
     ) -> Result<Self, ReadError> {
-        wait_for(bucket, CATCH_UP_PATIENCE, |m| m.applied >= head).await?;
+        bucket
+            .wait_for_meta(CATCH_UP_PATIENCE, POLL, |m| m.applied >= head)
+            .await?;
         let hold_key = format!("{HOLD_PREFIX}{:016x}", fastrand::u64(..));
         let hold = bucket
             .leases
@@ -66,8 +68,9 @@ impl StateSnapshot {
             .await
             .map_err(remote)?
             .ok_or_else(|| ReadError::Remote("snapshot hold taken".into()))?;
-        let Some(meta) =
-            wait_for(bucket, PAUSE_PATIENCE, |m| m.paused_for.contains(&hold_key)).await?
+        let Some(meta) = bucket
+            .wait_for_meta(PAUSE_PATIENCE, POLL, |m| m.paused_for.contains(&hold_key))
+            .await?
         else {
             return Err(ReadError::Remote(
                 "no state builder paused for the snapshot".into(),
@@ -116,24 +119,5 @@ impl StateSnapshot {
             batch.push(value.into_object(kind, id));
         }
         Ok(batch)
-    }
-}
-
-/// Polls `meta` until `done` (returning it) or `patience` passed (returning `None`).
-async fn wait_for(
-    bucket: &StateBucket,
-    patience: Duration,
-    done: impl Fn(&super::Meta) -> bool,
-) -> Result<Option<super::Meta>, ReadError> {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        let (meta, _) = bucket.meta().await?;
-        if done(&meta) {
-            return Ok(Some(meta));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(None);
-        }
-        tokio::time::sleep(POLL).await;
     }
 }
