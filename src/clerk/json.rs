@@ -337,6 +337,18 @@ mod tests {
     }
 
     #[test]
+    fn of_a_key_sent_twice_the_last_counts_in_fields_and_structs() {
+        let body = r#"{"s": "first", "m": {"k": 1, "k": 2}, "s": "last"}"#;
+        let Ok(Json::Object(obj)) = crate::clerk::tree::parse(body) else {
+            panic!("not an object")
+        };
+        assert_eq!(opt_string(&obj, "s").as_deref(), Some("last"));
+        let fields = opt_struct(&obj, "m").expect("a struct").fields;
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields["k"].kind, Some(Kind::NumberValue(2.0)));
+    }
+
+    #[test]
     fn structs_are_absent_unless_objects() {
         let obj = object(json!({"s": "x", "l": [], "null": null, "e": {}}));
         for key in ["s", "l", "null", "missing"] {
