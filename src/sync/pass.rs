@@ -136,6 +136,19 @@ pub(super) enum PassError {
     },
 }
 
+// === impl PassError ===
+
+impl PassError {
+    /// Whether the saved pass outlives this error: it resumes later (shutdown, a lost lease), or
+    /// it is the pass of another bridge.
+    fn keeps_saved_pass(&self) -> bool {
+        matches!(
+            self,
+            PassError::Interrupted | PassError::Elsewhere | PassError::LeaseLost
+        )
+    }
+}
+
 /// A pass at work.
 #[derive(Debug)]
 pub(super) struct Pass {
@@ -234,16 +247,15 @@ impl Pass {
             Err(error) => Err(error),
         };
         let elapsed = started.elapsed().as_secs_f64();
+        let keeps_saved = matches!(&outcome, Err(e) if e.keeps_saved_pass());
         let (state, message, result) = match &outcome {
             Ok(()) => (SyncState::Completed, String::new(), "completed"),
             Err(e @ PassError::Incomplete) => (SyncState::Failed, e.to_string(), "incomplete"),
             Err(e @ PassError::Unsafe { .. }) => (SyncState::Failed, e.to_string(), "unsafe"),
-            Err(e @ (PassError::Interrupted | PassError::Elsewhere | PassError::LeaseLost)) => {
-                (SyncState::Failed, e.to_string(), "interrupted")
-            }
+            Err(e) if keeps_saved => (SyncState::Failed, e.to_string(), "interrupted"),
             Err(e) => (SyncState::Failed, e.to_string(), "failed"),
         };
-        if result == "completed"
+        if outcome.is_ok()
             && self.saved.mode == Mode::Reconciliation
             && let Err(error) = self
                 .target
@@ -254,9 +266,7 @@ impl Pass {
         }
         // A pass that ended for good forgets its bookkeeping; an interrupted one keeps it to
         // resume, and one that never ran here leaves that of the bridge running it.
-        if result != "interrupted"
-            && let Err(error) = self.target.save(PassUpdate::default()).await
-        {
+        if !keeps_saved && let Err(error) = self.target.save(PassUpdate::default()).await {
             tracing::warn!(%error, "Could not clear the ended pass's bookkeeping");
         }
         let c = self.saved.counts;
@@ -271,7 +281,7 @@ impl Pass {
             seconds = elapsed,
             "Sync pass ended"
         );
-        if result != "interrupted" {
+        if !keeps_saved {
             self.metrics
                 .sync_pass_ended(self.saved.mode.as_str(), result);
         }

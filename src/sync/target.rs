@@ -143,13 +143,9 @@ impl Target {
     /// The saved pass (its JSON), if any.
     pub(super) async fn saved(&self) -> Result<Option<String>, SavedPassError> {
         match self {
-            Target::Embedded(log) => {
-                let log = log.clone();
-                tokio::task::spawn_blocking(move || log.reader()?.saved_pass())
-                    .await
-                    .map_err(|e| SavedPassError(e.to_string()))?
-                    .map_err(|e| SavedPassError(e.to_string()))
-            }
+            Target::Embedded(log) => read(log, LogReader::saved_pass)
+                .await
+                .map_err(|e| SavedPassError(e.to_string())),
             Target::JetStream(stream) => stream
                 .saved_pass()
                 .await

@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use async_nats::jetstream::kv::{CreateErrorKind, Operation};
+use async_nats::jetstream::kv::CreateErrorKind;
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -226,17 +226,15 @@ async fn apply(
         }
     }
     loop {
-        let entry = bucket.store.entry(key.as_str()).await.map_err(remote)?;
-        let revision = match entry.filter(|e| e.operation == Operation::Put) {
-            Some(entry) => {
-                let current = ObjectValue::decode(&entry.value).map_err(remote)?;
+        let revision = match bucket.object_value(&key).await? {
+            Some((current, revision)) => {
                 // Applied already (by a former holder that had not recorded it yet), or loses.
                 if current.sequence >= stored.sequence
                     || !object.supersedes(Some((current.version, current.deleted)))
                 {
                     return Ok(false);
                 }
-                Some(entry.revision)
+                Some(revision)
             }
             None => None,
         };

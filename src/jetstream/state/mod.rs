@@ -59,7 +59,7 @@ use futures_util::StreamExt;
 
 pub(super) use builder::{Source, build};
 pub use snapshot::StateSnapshot;
-use value::Meta;
+use value::{Meta, ObjectValue};
 
 use super::{ConsumerBucket, OpenError, ReadError, connect::MIN_MAX_PAYLOAD, consumers};
 
@@ -130,10 +130,24 @@ impl StateBucket {
         })
     }
 
+    /// The entry under `key`, unless it has no value (never written, or deleted).
+    async fn live_entry(&self, key: &str) -> Result<Option<kv::Entry>, ReadError> {
+        let entry = self.store.entry(key).await.map_err(remote)?;
+        Ok(entry.filter(|e| e.operation == Operation::Put))
+    }
+
+    /// The value under the object key `key` and its revision, if it has one.
+    async fn object_value(&self, key: &str) -> Result<Option<(ObjectValue, u64)>, ReadError> {
+        let Some(entry) = self.live_entry(key).await? else {
+            return Ok(None);
+        };
+        let value = ObjectValue::decode(&entry.value).map_err(remote)?;
+        Ok(Some((value, entry.revision)))
+    }
+
     /// The builder's progress and the revision of `meta` (`None` before the first write).
     async fn meta(&self) -> Result<(Meta, Option<u64>), ReadError> {
-        let entry = self.store.entry(key::META).await.map_err(remote)?;
-        match entry.filter(|e| e.operation == Operation::Put) {
+        match self.live_entry(key::META).await? {
             Some(entry) => Ok((
                 Meta::decode(&entry.value).map_err(remote)?,
                 Some(entry.revision),

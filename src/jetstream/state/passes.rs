@@ -17,10 +17,10 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{context::PublishErrorKind, kv::Operation};
+use async_nats::jetstream::context::PublishErrorKind;
 use bytes::Bytes;
 
-use super::{StateBucket, key, remote, unavailable, value::ObjectValue};
+use super::{StateBucket, key, unavailable};
 use crate::{
     jetstream::{Expect, JetStreamLog, ReadError, SharedLease, appended, headers},
     log::{Appended, NewRecord, WriteError},
@@ -181,10 +181,8 @@ impl JetStreamLog {
 impl StateBucket {
     /// The text under `key`, if any.
     async fn text(&self, key: &str) -> Result<Option<String>, ReadError> {
-        let entry = self.store.entry(key).await.map_err(remote)?;
-        Ok(entry
-            .filter(|e| e.operation == Operation::Put)
-            .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+        let entry = self.live_entry(key).await?;
+        Ok(entry.map(|e| String::from_utf8_lossy(&e.value).into_owned()))
     }
 
     /// Writes `text` under `key`, or deletes the key (`None`).
@@ -220,11 +218,9 @@ impl StateBucket {
             return Ok(None);
         };
         let key = key::object(&object.kind, &object.id);
-        let entry = self.store.entry(key.as_str()).await.map_err(unavailable)?;
-        let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
+        let Some((current, _)) = self.object_value(&key).await.map_err(unavailable)? else {
             return Ok(None);
         };
-        let current = ObjectValue::decode(&entry.value).map_err(unavailable)?;
         let wins = object.supersedes(Some((current.version, current.deleted)));
         Ok((!wins).then_some(current.sequence))
     }
